@@ -1,0 +1,1 @@
+"""Sans-IO core: protocols, settings and the dither machine. No I/O, no clock, no Qt."""

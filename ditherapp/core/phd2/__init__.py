@@ -1,0 +1,1 @@
+"""PHD2 event-server and legacy socket-server protocols, sans-IO."""

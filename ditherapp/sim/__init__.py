@@ -1,0 +1,1 @@
+"""The PHD2 simulator and a simulated camera agent."""
