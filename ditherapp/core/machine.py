@@ -1,0 +1,784 @@
+# ruff: noqa: SLF001 - the transition table below names the machine's own handlers
+"""The dither machine: every dither decision, in one place, with no I/O.
+
+Feed it inputs (camera messages, guider state, the dither operation's outcome, setting
+changes, timer ticks) with the current monotonic time; it returns actions for the
+service to carry out (pause or resume a camera, start a dither, arm a timer, write a
+ledger line, tell the user something).
+
+The cycle::
+
+    IDLE --due--> PAUSING --all cameras acked--> DITHERING --SettleBegin--> SETTLING
+      ^                                              |                         |
+      |                                              +------ outcome ----------+
+      |                                                          |
+      +--- every camera unpaused (or deadline) --- RESUMING <----+
+
+Rules that keep frames safe (and the user's night productive):
+
+* A dither starts only after every camera confirmed its pause, so no frame is saved
+  while the mount moves. A camera that does not confirm in time cancels the dither
+  (the cameras resume; the next frame tries again).
+* A camera that connects mid-cycle is paused at once.
+* Whatever happens (settle failure, our deadline, PHD2 lost), the cameras are resumed:
+  the machine fails open. With ``waitfornextframe`` they resume from the frame after
+  the next boundary, since the frame in progress overlapped the settle.
+* A dither is only started when PHD2 is guiding and not settling; otherwise it is
+  skipped with a stated reason and tried again at the next frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
+from ditherapp.core.phd2.appstate import Phd2State
+from ditherapp.core.settings import DitherSettings
+
+PAUSE_ACK_TIMEOUT_S = 5.0
+"""How long cameras get to confirm a pause before the dither is called off."""
+PAUSE_MARGIN_S = 90.0
+"""Added to the settle timeout for the camera's own fail-open limit (``max_s``)."""
+DITHER_GUARD_MARGIN_S = 120.0
+"""Our last-resort deadline beyond the settle timeout, should the operation never end."""
+RESUME_GRACE_S = 30.0
+"""How long past one exposure a camera may take to report that it is saving again."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraHello:
+    camera: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraFrame:
+    camera: str
+    exposure_s: float
+    saved: bool
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraCapture:
+    camera: str
+    capturing: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraPaused:
+    camera: str
+    paused: bool
+    by: str = "app"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraAck:
+    camera: str
+    command_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraGone:
+    camera: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuiderUpdate:
+    connected: bool
+    state: Phd2State
+    settling: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettleStarted:
+    """Our dither's settle began (SettleBegin, or the legacy backend's first poll)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DitherFinished:
+    outcome: DitherOutcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingsChanged:
+    settings: DitherSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DitherNow:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """A timer armed with ``SetTimer`` fired (or the service just wants a check)."""
+
+
+Input = (
+    CameraHello
+    | CameraFrame
+    | CameraCapture
+    | CameraPaused
+    | CameraAck
+    | CameraGone
+    | GuiderUpdate
+    | SettleStarted
+    | DitherFinished
+    | SettingsChanged
+    | DitherNow
+    | Tick
+)
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendPause:
+    camera: str
+    command_id: int
+    max_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResume:
+    camera: str
+    command_id: int
+    after_next_frame: bool
+    max_wait_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartDither:
+    request: DitherRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelDither:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetTimer:
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraRecord:
+    name: str
+    frames_since_last: int
+    paused_s: float
+    frames_not_saved: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerEntry:
+    cycle: int
+    trigger: str
+    request: DitherRequest
+    outcome: DitherOutcome
+    cameras: tuple[CameraRecord, ...]
+    cycle_s: float
+    lost_s: float
+    """Imaging time the cycle cost: the longest any camera stayed paused."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cycle": self.cycle,
+            "trigger": self.trigger,
+            "amount": self.request.amount,
+            "ra_only": self.request.ra_only,
+            "settle": {
+                "pixels": self.request.settle_pixels,
+                "time": self.request.settle_time,
+                "timeout": self.request.settle_timeout,
+            },
+            "outcome": self.outcome.kind.value,
+            "message": self.outcome.message,
+            "settle_s": self.outcome.settle_s,
+            "total_frames": self.outcome.total_frames,
+            "dropped_frames": self.outcome.dropped_frames,
+            "cameras": [
+                {
+                    "name": c.name,
+                    "frames_since_last": c.frames_since_last,
+                    "paused_s": round(c.paused_s, 3),
+                    "frames_not_saved": c.frames_not_saved,
+                }
+                for c in self.cameras
+            ],
+            "cycle_s": round(self.cycle_s, 3),
+            "lost_s": round(self.lost_s, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    entry: LedgerEntry
+
+
+class Level(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ALERT = "alert"
+    """Something the user should see even from across the room."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notify:
+    level: Level
+    message: str
+
+
+Action = SendPause | SendResume | StartDither | CancelDither | SetTimer | Record | Notify
+
+# ---------------------------------------------------------------- state
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    PAUSING = "pausing"
+    DITHERING = "dithering"
+    SETTLING = "settling"
+    RESUMING = "resuming"
+
+
+@dataclass(slots=True)
+class Camera:
+    id: str
+    name: str
+    order: int
+    connected: bool = True
+    capturing: bool = False
+    frames_saved: int = 0
+    frames_since: int = 0
+    seconds_since: float = 0.0
+    last_exposure_s: float = 0.0
+    paused_by_app: bool = False
+    paused_by_user: bool = False
+    last_watchdog_reason: str = ""
+
+    def due(self, settings: DitherSettings) -> bool:
+        if self.frames_since >= settings.ditherevery:
+            return True
+        minutes = settings.ditherminutes
+        return minutes > 0 and self.seconds_since >= minutes * 60.0
+
+    def frames_to_next(self, settings: DitherSettings) -> int:
+        return max(0, settings.ditherevery - self.frames_since)
+
+
+@dataclass(slots=True)
+class _Member:
+    """One camera's part in a cycle."""
+
+    pause_id: int
+    paused_at: float
+    frames_since_last: int
+    acked: bool = False
+    resume_id: int | None = None
+    resumed_at: float | None = None
+    frames_not_saved: int = 0
+
+
+@dataclass(slots=True)
+class Cycle:
+    number: int
+    trigger: str
+    started: float
+    request: DitherRequest
+    after_next_frame: bool
+    members: dict[str, _Member] = field(default_factory=dict)
+    deadline: float = 0.0
+    outcome: DitherOutcome | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class Totals:
+    dithers: int = 0
+    failures: int = 0
+    skipped: int = 0
+    settle_s_sum: float = 0.0
+    settle_count: int = 0
+    lost_s: float = 0.0
+
+    @property
+    def mean_settle_s(self) -> float | None:
+        return self.settle_s_sum / self.settle_count if self.settle_count else None
+
+
+def _request_from(settings: DitherSettings) -> DitherRequest:
+    return DitherRequest(
+        amount=settings.maxpixels,
+        ra_only=settings.raonly,
+        settle_pixels=settings.settletarget,
+        settle_time=settings.settledelay,
+        settle_timeout=settings.settlemax,
+    )
+
+
+class DitherMachine:
+    def __init__(self, settings: DitherSettings | None = None) -> None:
+        self.settings = settings or DitherSettings()
+        self.phase = Phase.IDLE
+        self.phase_since = 0.0
+        self.cameras: dict[str, Camera] = {}
+        self.guider = GuiderUpdate(connected=False, state=Phd2State.UNKNOWN)
+        self.cycle: Cycle | None = None
+        self.last_outcome: DitherOutcome | None = None
+        self.last_entry: LedgerEntry | None = None
+        self.skip_reason: str | None = None
+        self.totals = Totals()
+        self._ids = itertools.count(1)
+        self._cycles = itertools.count(1)
+        self._camera_numbers = itertools.count(1)
+        self._timer: float | None = None
+
+    # ------------------------------------------------------------ entry point
+
+    def handle(self, event: Input, now: float) -> list[Action]:
+        """Apply one input; return what to do, in order."""
+        actions: list[Action] = []
+        handler = _TABLE.get((self.phase, type(event))) or _ANY_PHASE.get(type(event))
+        if handler is not None:
+            handler(self, event, now, actions)
+        self._sync_timer(actions)
+        return actions
+
+    def camera_id_for(self, name: str) -> str:
+        """The id a camera of this name gets (a reconnecting camera keeps its id)."""
+        for cam in self.cameras.values():
+            if cam.name == name and not cam.connected:
+                return cam.id
+        return f"cam-{next(self._camera_numbers)}"
+
+    def refusal(self) -> str | None:
+        """Why a dither cannot start now, or None if it can."""
+        if self.phase is not Phase.IDLE:
+            return f"a dither cycle is already running ({self.phase.value})"
+        g = self.guider
+        if not g.connected:
+            return "PHD2 is not connected"
+        if g.state is Phd2State.PAUSED:
+            return "PHD2 is paused"
+        if g.state is Phd2State.LOST_LOCK:
+            return "PHD2 has lost the guide star"
+        if g.state is not Phd2State.GUIDING:
+            return f"PHD2 is not guiding (state {g.state.value})"
+        if g.settling:
+            return "PHD2 is already settling"
+        return None
+
+    def capturing_cameras(self) -> list[Camera]:
+        return [c for c in self.cameras.values() if c.connected and c.capturing]
+
+    def pacing_cameras(self) -> list[Camera]:
+        """The cameras whose frame counts decide when the next dither is due."""
+        capturing = self.capturing_cameras()
+        if self.settings.multicamera == "primary" and capturing:
+            primary = self._primary()
+            if primary is not None and primary.capturing:
+                return [primary]
+        return capturing
+
+    def is_due(self) -> bool:
+        pacing = self.pacing_cameras()
+        return bool(pacing) and all(c.due(self.settings) for c in pacing)
+
+    # ------------------------------------------------------------ handlers
+
+    def _on_hello(self, event: CameraHello, now: float, actions: list[Action]) -> None:
+        cam = self.cameras.get(event.camera)
+        if cam is None:
+            cam = Camera(id=event.camera, name=event.name, order=len(self.cameras))
+            self.cameras[event.camera] = cam
+        cam.connected = True
+        cam.name = event.name
+        cam.paused_by_app = False
+        actions.append(Notify(level=Level.INFO, message=f"camera {cam.name} connected"))
+        if self.cycle is not None and self.phase in (
+            Phase.PAUSING,
+            Phase.DITHERING,
+            Phase.SETTLING,
+        ):
+            # It must not save frames while the mount moves: pause it straight away.
+            self._pause_member(cam, self.cycle, now, actions, acked=self.phase is not Phase.PAUSING)
+
+    def _on_gone(self, event: CameraGone, now: float, actions: list[Action]) -> None:
+        cam = self.cameras.get(event.camera)
+        if cam is None:
+            return
+        cam.connected = False
+        cam.capturing = False
+        cam.paused_by_app = False
+        actions.append(Notify(level=Level.ALERT, message=f"camera {cam.name} disconnected"))
+        cycle = self.cycle
+        if cycle is None or event.camera not in cycle.members:
+            return
+        member = cycle.members[event.camera]
+        if member.resumed_at is None:
+            member.resumed_at = now
+        if self.phase is Phase.PAUSING:
+            self._maybe_all_acked(now, actions)
+        elif self.phase is Phase.RESUMING:
+            self._maybe_resumed(now, actions)
+
+    def _on_capture(self, event: CameraCapture, now: float, actions: list[Action]) -> None:
+        del now, actions
+        cam = self.cameras.get(event.camera)
+        if cam is not None:
+            cam.capturing = event.capturing
+
+    def _on_paused(self, event: CameraPaused, now: float, actions: list[Action]) -> None:
+        cam = self.cameras.get(event.camera)
+        if cam is None:
+            return
+        if event.by == "user":
+            cam.paused_by_user = event.paused
+        elif event.by == "watchdog":
+            cam.paused_by_app = False
+            cam.last_watchdog_reason = event.reason
+            actions.append(
+                Notify(
+                    level=Level.WARNING,
+                    message=f"camera {cam.name} resumed by its watchdog: {event.reason or '?'}",
+                )
+            )
+        else:
+            cam.paused_by_app = event.paused
+        if not event.paused and event.by != "user":
+            self._note_unpaused(event.camera, now, actions)
+        elif event.paused and event.by == "app" and self.phase is Phase.PAUSING:
+            self._ack(event.camera, None, now, actions)
+
+    def _on_ack(self, event: CameraAck, now: float, actions: list[Action]) -> None:
+        self._ack(event.camera, event.command_id, now, actions)
+
+    def _on_frame(self, event: CameraFrame, now: float, actions: list[Action]) -> None:
+        cam = self.cameras.get(event.camera)
+        if cam is None:
+            return
+        cam.last_exposure_s = max(0.0, event.exposure_s)
+        cycle = self.cycle
+        member = cycle.members.get(event.camera) if cycle is not None else None
+        if event.saved:
+            cam.capturing = True
+            cam.frames_saved += 1
+            cam.frames_since += 1
+            cam.seconds_since += cam.last_exposure_s
+            if member is not None and self.phase in (Phase.DITHERING, Phase.SETTLING):
+                actions.append(
+                    Notify(
+                        level=Level.ALERT,
+                        message=f"camera {cam.name} saved a frame during the dither",
+                    )
+                )
+        elif member is not None:
+            member.frames_not_saved += 1
+        if self.phase is Phase.IDLE:
+            self._maybe_start(now, actions)
+
+    def _on_guider(self, event: GuiderUpdate, now: float, actions: list[Action]) -> None:
+        was = self.guider
+        self.guider = event
+        if was.connected and not event.connected:
+            actions.append(Notify(level=Level.ALERT, message="lost the connection to PHD2"))
+        elif event.connected and not was.connected:
+            actions.append(Notify(level=Level.INFO, message="connected to PHD2"))
+        if not event.connected and self.phase in (Phase.DITHERING, Phase.SETTLING):
+            # Fail open: nobody will tell us how this settle ends.
+            actions.append(CancelDither(reason="PHD2 connection lost"))
+            self._finish(
+                DitherOutcome(kind=OutcomeKind.LOST, message="PHD2 connection lost mid-dither"),
+                now,
+                actions,
+            )
+        elif not event.connected and self.phase is Phase.PAUSING:
+            self._finish(
+                DitherOutcome(kind=OutcomeKind.REFUSED, message="PHD2 connection lost"),
+                now,
+                actions,
+            )
+
+    def _on_settle_started(self, event: SettleStarted, now: float, actions: list[Action]) -> None:
+        del event, actions
+        self._set_phase(Phase.SETTLING, now)
+
+    def _on_finished(self, event: DitherFinished, now: float, actions: list[Action]) -> None:
+        self._finish(event.outcome, now, actions)
+
+    def _on_settings(self, event: SettingsChanged, now: float, actions: list[Action]) -> None:
+        del now, actions
+        self.settings = event.settings
+
+    def _on_dither_now(self, event: DitherNow, now: float, actions: list[Action]) -> None:
+        del event
+        reason = self.refusal()
+        if reason is not None:
+            actions.append(Notify(level=Level.WARNING, message=f"cannot dither now: {reason}"))
+            return
+        self._start_cycle("manual", now, actions)
+
+    def _on_tick(self, event: Tick, now: float, actions: list[Action]) -> None:
+        del event
+        cycle = self.cycle
+        if cycle is None or now < cycle.deadline:
+            return
+        if self.phase is Phase.PAUSING:
+            slow = [self.cameras[cid].name for cid, m in cycle.members.items() if not m.acked]
+            self._finish(
+                DitherOutcome(
+                    kind=OutcomeKind.REFUSED,
+                    message="no pause confirmation from " + ", ".join(sorted(slow)),
+                ),
+                now,
+                actions,
+            )
+        elif self.phase in (Phase.DITHERING, Phase.SETTLING):
+            actions.append(CancelDither(reason="dither deadline passed"))
+            self._finish(
+                DitherOutcome(
+                    kind=OutcomeKind.TIMED_OUT,
+                    message="no result from PHD2 within the settle timeout plus margin",
+                ),
+                now,
+                actions,
+            )
+        elif self.phase is Phase.RESUMING:
+            self._complete(now, actions)
+
+    # ------------------------------------------------------------ cycle steps
+
+    def _maybe_start(self, now: float, actions: list[Action]) -> None:
+        if not self.settings.enabled or not self.is_due():
+            return
+        reason = self.refusal()
+        if reason is not None:
+            if reason != self.skip_reason:
+                self.totals.skipped += 1
+                actions.append(
+                    Notify(level=Level.WARNING, message=f"dither due but skipped: {reason}")
+                )
+            self.skip_reason = reason
+            return
+        self.skip_reason = None
+        pacing = self.pacing_cameras()
+        by_time = not any(c.frames_since >= self.settings.ditherevery for c in pacing)
+        self._start_cycle("time" if by_time else "frames", now, actions)
+
+    def _start_cycle(self, trigger: str, now: float, actions: list[Action]) -> None:
+        s = self.settings
+        cycle = Cycle(
+            number=next(self._cycles),
+            trigger=trigger,
+            started=now,
+            request=_request_from(s),
+            after_next_frame=s.waitfornextframe,
+        )
+        self.cycle = cycle
+        self._set_phase(Phase.PAUSING, now)
+        cycle.deadline = now + PAUSE_ACK_TIMEOUT_S
+        for cam in self.cameras.values():
+            if cam.connected:
+                self._pause_member(cam, cycle, now, actions, acked=False)
+        self._maybe_all_acked(now, actions)
+
+    def _pause_member(
+        self, cam: Camera, cycle: Cycle, now: float, actions: list[Action], *, acked: bool
+    ) -> None:
+        command_id = next(self._ids)
+        cycle.members[cam.id] = _Member(
+            pause_id=command_id,
+            paused_at=now,
+            frames_since_last=cam.frames_since,
+            acked=acked,
+        )
+        max_s = cycle.request.settle_timeout + PAUSE_MARGIN_S
+        actions.append(SendPause(camera=cam.id, command_id=command_id, max_s=max_s))
+
+    def _ack(self, camera: str, command_id: int | None, now: float, actions: list[Action]) -> None:
+        cycle = self.cycle
+        if cycle is None or camera not in cycle.members:
+            return
+        member = cycle.members[camera]
+        if command_id is not None and command_id not in (member.pause_id, member.resume_id):
+            return
+        if command_id is None or command_id == member.pause_id:
+            member.acked = True
+            if self.phase is Phase.PAUSING:
+                self._maybe_all_acked(now, actions)
+
+    def _maybe_all_acked(self, now: float, actions: list[Action]) -> None:
+        cycle = self.cycle
+        if cycle is None or self.phase is not Phase.PAUSING:
+            return
+        waiting = [
+            cid for cid, m in cycle.members.items() if not m.acked and self.cameras[cid].connected
+        ]
+        if waiting:
+            return
+        self._set_phase(Phase.DITHERING, now)
+        cycle.deadline = now + cycle.request.settle_timeout + DITHER_GUARD_MARGIN_S
+        actions.append(StartDither(request=cycle.request))
+
+    def _finish(self, outcome: DitherOutcome, now: float, actions: list[Action]) -> None:
+        """The dither is over, one way or another: let every camera save again."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        cycle.outcome = outcome
+        cycle.finished_at = now
+        self.last_outcome = outcome
+        if outcome.kind.moved:
+            self.totals.dithers += 1
+            for cam in self.cameras.values():
+                cam.frames_since = 0
+                cam.seconds_since = 0.0
+        if not outcome.ok:
+            self.totals.failures += 1
+        if outcome.settle_s is not None and outcome.ok:
+            self.totals.settle_s_sum += outcome.settle_s
+            self.totals.settle_count += 1
+        level = Level.INFO if outcome.ok else Level.ALERT
+        text = f"dither {cycle.number}: {outcome.kind.value}"
+        if outcome.message:
+            text += f" ({outcome.message})"
+        actions.append(Notify(level=level, message=text))
+        self._set_phase(Phase.RESUMING, now)
+        longest = 0.0
+        for cid, member in cycle.members.items():
+            cam = self.cameras[cid]
+            longest = max(longest, cam.last_exposure_s)
+            if not cam.connected:
+                member.resumed_at = member.resumed_at or now
+                continue
+            member.resume_id = next(self._ids)
+            actions.append(
+                SendResume(
+                    camera=cid,
+                    command_id=member.resume_id,
+                    after_next_frame=cycle.after_next_frame,
+                    max_wait_s=cam.last_exposure_s + RESUME_GRACE_S,
+                )
+            )
+        wait = longest if cycle.after_next_frame else 0.0
+        cycle.deadline = now + wait + RESUME_GRACE_S
+        self._maybe_resumed(now, actions)
+
+    def _note_unpaused(self, camera: str, now: float, actions: list[Action]) -> None:
+        cycle = self.cycle
+        if cycle is None or camera not in cycle.members:
+            return
+        member = cycle.members[camera]
+        if member.resume_id is not None and member.resumed_at is None:
+            member.resumed_at = now
+            self._maybe_resumed(now, actions)
+
+    def _maybe_resumed(self, now: float, actions: list[Action]) -> None:
+        cycle = self.cycle
+        if cycle is None or self.phase is not Phase.RESUMING:
+            return
+        if all(m.resumed_at is not None for m in cycle.members.values()):
+            self._complete(now, actions)
+
+    def _complete(self, now: float, actions: list[Action]) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.outcome is None:
+            return
+        records = []
+        lost = 0.0
+        for cid, member in cycle.members.items():
+            end = member.resumed_at if member.resumed_at is not None else now
+            paused_s = max(0.0, end - member.paused_at)
+            lost = max(lost, paused_s)
+            records.append(
+                CameraRecord(
+                    name=self.cameras[cid].name,
+                    frames_since_last=member.frames_since_last,
+                    paused_s=paused_s,
+                    frames_not_saved=member.frames_not_saved,
+                )
+            )
+        self.totals.lost_s += lost
+        entry = LedgerEntry(
+            cycle=cycle.number,
+            trigger=cycle.trigger,
+            request=cycle.request,
+            outcome=cycle.outcome,
+            cameras=tuple(records),
+            cycle_s=now - cycle.started,
+            lost_s=lost,
+        )
+        self.last_entry = entry
+        actions.append(Record(entry=entry))
+        self.cycle = None
+        self._set_phase(Phase.IDLE, now)
+
+    # ------------------------------------------------------------ helpers
+
+    def _primary(self) -> Camera | None:
+        wanted = self.settings.primarycamera.strip()
+        connected = [c for c in self.cameras.values() if c.connected]
+        if wanted:
+            for cam in connected:
+                if wanted in (cam.name, cam.id):
+                    return cam
+        return min(connected, key=lambda c: c.order, default=None)
+
+    def _set_phase(self, phase: Phase, now: float) -> None:
+        if phase is not self.phase:
+            self.phase = phase
+            self.phase_since = now
+
+    def _sync_timer(self, actions: list[Action]) -> None:
+        wanted = self.cycle.deadline if self.cycle is not None else None
+        if wanted != self._timer:
+            self._timer = wanted
+            actions.append(SetTimer(at=wanted))
+
+
+_Handler = Callable[[DitherMachine, Any, float, list[Action]], None]
+
+_ACTIVE = (Phase.PAUSING, Phase.DITHERING, Phase.SETTLING, Phase.RESUMING)
+
+# Inputs whose meaning depends on the phase. Anything not listed for a phase falls
+# back to _ANY_PHASE, and an input in neither table is ignored in that phase (for
+# instance a late DitherFinished when no dither is running).
+_TABLE: dict[tuple[Phase, type], _Handler] = {
+    (Phase.IDLE, DitherNow): DitherMachine._on_dither_now,
+    (Phase.DITHERING, SettleStarted): DitherMachine._on_settle_started,
+    (Phase.DITHERING, DitherFinished): DitherMachine._on_finished,
+    (Phase.SETTLING, DitherFinished): DitherMachine._on_finished,
+    **{(phase, Tick): DitherMachine._on_tick for phase in _ACTIVE},
+}
+
+_ANY_PHASE: dict[type, _Handler] = {
+    CameraHello: DitherMachine._on_hello,
+    CameraGone: DitherMachine._on_gone,
+    CameraCapture: DitherMachine._on_capture,
+    CameraPaused: DitherMachine._on_paused,
+    CameraAck: DitherMachine._on_ack,
+    CameraFrame: DitherMachine._on_frame,
+    GuiderUpdate: DitherMachine._on_guider,
+    SettingsChanged: DitherMachine._on_settings,
+}
+
+
+def _refuse_busy(
+    machine: DitherMachine, event: DitherNow, now: float, actions: list[Action]
+) -> None:
+    del event, now
+    actions.append(Notify(level=Level.WARNING, message=f"cannot dither now: {machine.refusal()}"))
+
+
+for _phase in _ACTIVE:
+    _TABLE[(_phase, DitherNow)] = _refuse_busy
