@@ -1,0 +1,255 @@
+"""Guider backends: what the service needs from PHD2, whichever protocol carries it.
+
+``EventGuider`` drives PHD2's event server (JSON-RPC). The legacy one-byte server has
+its own backend with the same shape, so the dither machine never knows which it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
+from ditherapp.core.errors import ConnectionLost
+from ditherapp.core.phd2 import events as ev
+from ditherapp.core.phd2.appstate import Phd2State
+from ditherapp.core.phd2.rpc import settle_params
+from ditherapp.net.phd2_client import LinkStatus, Phd2Client, Phd2RpcError
+
+log = logging.getLogger(__name__)
+
+MIN_DEADLINE_MARGIN_S = 10.0
+"""PHD2 notices a settle timeout only at the next guide frame, and never if frames
+stop: our own deadline is the settle timeout plus at least this, or two frames."""
+
+
+def deadline_margin(exposure_s: float, delay_s: float = 0.0) -> float:
+    return max(MIN_DEADLINE_MARGIN_S, 2.0 * (exposure_s + delay_s))
+
+
+class Guider(Protocol):
+    backend: str
+
+    @property
+    def status(self) -> LinkStatus: ...
+
+    def add_event_listener(
+        self, callback: Callable[[ev.Phd2Event], None]
+    ) -> Callable[[], None]: ...
+
+    def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]: ...
+
+    async def run(self) -> None: ...
+
+    def reconnect_now(self) -> None: ...
+
+    async def dither(
+        self, request: DitherRequest, on_settle_started: Callable[[], None]
+    ) -> DitherOutcome: ...
+
+
+_REFUSE_STATES = {
+    Phd2State.PAUSED: "PHD2 is paused",
+    Phd2State.LOST_LOCK: "PHD2 has lost the guide star",
+}
+
+
+class _SettleWatch:
+    """Binds the SettleBegin/SettleDone that belong to our own request.
+
+    Registered before the request is written (PHD2 sends SettleBegin before the reply).
+    A SettleDone seen before our reply belongs to someone else's settle (another
+    client, PHD2's own dither button) and is ignored; the first one after the reply
+    is ours. ``accept_early`` is for ``guide``, whose SettleDone can precede its reply.
+    """
+
+    def __init__(self, on_begin: Callable[[], None], *, accept_early: bool = False) -> None:
+        self.done: asyncio.Future[ev.SettleDone] = asyncio.get_running_loop().create_future()
+        self.replied = False
+        self.began_at: float | None = None
+        self.calibration_failed: str | None = None
+        self._on_begin = on_begin
+        self._accept_early = accept_early
+
+    def __call__(self, event: ev.Phd2Event) -> None:
+        if self.done.done():
+            return
+        if isinstance(event, ev.SettleBegin):
+            self.began_at = time.monotonic()
+            with contextlib.suppress(Exception):
+                self._on_begin()
+        elif isinstance(event, ev.SettleDone):
+            if self.replied or self._accept_early:
+                self.done.set_result(event)
+        elif isinstance(event, ev.CalibrationFailed) and self._accept_early:
+            self.calibration_failed = event.reason or "calibration failed"
+            self.done.set_result(
+                ev.SettleDone(status=1, error=f"calibration failed: {self.calibration_failed}")
+            )
+
+
+class EventGuider:
+    """PHD2 through its event server."""
+
+    backend = "event"
+
+    def __init__(self, client: Phd2Client) -> None:
+        self.client = client
+
+    @property
+    def status(self) -> LinkStatus:
+        return self.client.status
+
+    def add_event_listener(self, callback: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
+        return self.client.add_event_listener(callback)
+
+    def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]:
+        return self.client.add_link_listener(callback)
+
+    async def run(self) -> None:
+        await self.client.run()
+
+    def reconnect_now(self) -> None:
+        self.client.reconnect_now()
+
+    async def dither(
+        self, request: DitherRequest, on_settle_started: Callable[[], None] = lambda: None
+    ) -> DitherOutcome:
+        """Dither and wait for the settle outcome. Never raises for PHD2's or the
+        network's reasons: every way it can end is an outcome."""
+        try:
+            return await self._dither(request, on_settle_started)
+        except ConnectionLost as exc:
+            return DitherOutcome(kind=OutcomeKind.LOST, message=str(exc))
+
+    async def _dither(
+        self, request: DitherRequest, on_settle_started: Callable[[], None]
+    ) -> DitherOutcome:
+        client = self.client
+        try:
+            state = Phd2State.parse(await client.request("get_app_state"))
+            if state is not Phd2State.GUIDING:
+                reason = _REFUSE_STATES.get(state, f"PHD2 is not guiding (state {state.value})")
+                return DitherOutcome(kind=OutcomeKind.REFUSED, message=reason)
+            if await client.request("get_settling"):
+                return DitherOutcome(kind=OutcomeKind.REFUSED, message="PHD2 is already settling")
+            exposure_s = float(await client.request("get_exposure")) / 1000.0
+        except (TimeoutError, Phd2RpcError, TypeError, ValueError) as exc:
+            return DitherOutcome(kind=OutcomeKind.REFUSED, message=f"PHD2 preflight: {exc}")
+        return await self._run_settle(
+            "dither",
+            request.rpc_params(),
+            timeout_s=request.settle_timeout,
+            exposure_s=exposure_s,
+            on_settle_started=on_settle_started,
+        )
+
+    async def guide(
+        self,
+        *,
+        pixels: float,
+        time_s: float,
+        timeout_s: float,
+        recalibrate: bool = False,
+        on_settle_started: Callable[[], None] = lambda: None,
+    ) -> DitherOutcome:
+        """Start guiding and wait for the settle. Calibration failure ends it (PHD2 sends
+        no SettleDone then and stays stuck until stop_capture, which we send)."""
+        params: dict[str, Any] = {
+            "settle": settle_params(pixels=pixels, time=time_s, timeout=timeout_s),
+            "recalibrate": recalibrate,
+        }
+        try:
+            exposure_s = float(await self.client.request("get_exposure")) / 1000.0
+            outcome = await self._run_settle(
+                "guide",
+                params,
+                timeout_s=timeout_s + 600.0,  # calibration takes minutes before the settle
+                exposure_s=exposure_s,
+                on_settle_started=on_settle_started,
+                accept_early=True,
+            )
+        except ConnectionLost as exc:
+            return DitherOutcome(kind=OutcomeKind.LOST, message=str(exc))
+        except (TimeoutError, Phd2RpcError, TypeError, ValueError) as exc:
+            return DitherOutcome(kind=OutcomeKind.REFUSED, message=str(exc))
+        if outcome.message.startswith("calibration failed"):
+            with contextlib.suppress(ConnectionLost, TimeoutError, Phd2RpcError):
+                await self.client.request("stop_capture")
+        return outcome
+
+    async def _run_settle(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_s: float,
+        exposure_s: float,
+        on_settle_started: Callable[[], None],
+        accept_early: bool = False,
+    ) -> DitherOutcome:
+        client = self.client
+        watch = _SettleWatch(on_settle_started, accept_early=accept_early)
+        remove = client.add_event_listener(watch)
+
+        def on_link(status: LinkStatus) -> None:
+            if not status.connected and not watch.done.done():
+                watch.done.set_exception(ConnectionLost("the connection to PHD2 dropped"))
+
+        remove_link = client.add_link_listener(on_link)
+        started = time.monotonic()
+        try:
+            try:
+                await client.request(method, params)
+            except Phd2RpcError as exc:
+                if watch.done.done() and accept_early:
+                    return _outcome(watch.done.result(), watch.began_at or started)
+                return DitherOutcome(kind=OutcomeKind.REFUSED, message=exc.message)
+            except TimeoutError as exc:
+                return DitherOutcome(kind=OutcomeKind.TIMED_OUT, message=str(exc))
+            watch.replied = True
+            limit = timeout_s + deadline_margin(exposure_s)
+            try:
+                async with asyncio.timeout(limit):
+                    done = await asyncio.shield(watch.done)
+            except TimeoutError:
+                return await self._deadline_passed(limit)
+            return _outcome(done, watch.began_at or started)
+        finally:
+            remove()
+            remove_link()
+            if not watch.done.done():
+                watch.done.cancel()
+            elif not watch.done.cancelled():
+                watch.done.exception()  # mark it retrieved, whatever it was
+
+    async def _deadline_passed(self, limit: float) -> DitherOutcome:
+        still = "unknown"
+        with contextlib.suppress(TimeoutError, Phd2RpcError):
+            still = "still settling" if await self.client.request("get_settling") else "idle"
+        return DitherOutcome(
+            kind=OutcomeKind.TIMED_OUT,
+            message=f"no SettleDone within {limit:.0f} s (PHD2 {still})",
+        )
+
+
+def _outcome(done: ev.SettleDone, began_at: float) -> DitherOutcome:
+    settle_s = time.monotonic() - began_at
+    if done.succeeded:
+        return DitherOutcome(
+            kind=OutcomeKind.SETTLED,
+            settle_s=settle_s,
+            total_frames=done.total_frames,
+            dropped_frames=done.dropped_frames,
+        )
+    return DitherOutcome(
+        kind=OutcomeKind.SETTLE_FAILED,
+        message=done.error or "settle failed",
+        settle_s=settle_s,
+        total_frames=done.total_frames,
+        dropped_frames=done.dropped_frames,
+    )

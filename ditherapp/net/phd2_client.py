@@ -1,0 +1,318 @@
+"""The asyncio client of PHD2's event server.
+
+One connection, one reader task that never waits on anything but the socket, a future
+per request id, and a supervisor that reconnects with capped, jittered backoff and
+resyncs (``get_app_state``, ``get_settling``) after every connect. When the link drops
+every pending request fails at once with ``ConnectionLost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ditherapp.core.errors import ConnectionLost, DitherAppError
+from ditherapp.core.phd2 import events as ev
+from ditherapp.core.phd2.appstate import AppStateTracker, Phd2State
+from ditherapp.core.phd2.connection import Phd2Connection
+from ditherapp.core.phd2.rpc import JsonParams, RpcError, RpcResult
+from ditherapp.net.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+DEFAULT_TIMEOUT_S = 10.0
+METHOD_TIMEOUTS_S = {
+    "set_connected": 60.0,
+    "set_profile": 60.0,
+    "find_star": 30.0,
+    "guide": 30.0,
+    "capture_single_frame": 30.0,
+    "get_star_image": 30.0,
+}
+CONNECT_TIMEOUT_S = 5.0
+READ_CHUNK = 65536
+
+
+def event_port(instance: int) -> int:
+    return 4400 + instance - 1
+
+
+def legacy_port(instance: int) -> int:
+    return 4300 + instance - 1
+
+
+class Phd2RpcError(DitherAppError):
+    """PHD2 answered a request with an error."""
+
+    def __init__(self, method: str, code: int, message: str) -> None:
+        super().__init__(f"PHD2 refused {method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkStatus:
+    host: str
+    port: int
+    backend: str = "event"
+    connected: bool = False
+    state: Phd2State = Phd2State.UNKNOWN
+    settling: bool = False
+    version: str = ""
+    retry_at: float | None = None
+    """Monotonic time of the next connection attempt while disconnected."""
+    last_error: str = ""
+    bad_lines: int = 0
+
+
+async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(host, port, limit=READ_CHUNK)
+
+
+class Phd2Client:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect: Connector = _open,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._connect = connect
+        self._backoff = backoff or Backoff()
+        self._conn = Phd2Connection()
+        self._tracker = AppStateTracker()
+        self._settling = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._serial = asyncio.Lock()
+        self._event_listeners: list[Callable[[ev.Phd2Event], None]] = []
+        self._link_listeners: list[Callable[[LinkStatus], None]] = []
+        self._status = LinkStatus(host=host, port=port)
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---------------------------------------------------------------- observation
+
+    @property
+    def status(self) -> LinkStatus:
+        return self._status
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    def add_event_listener(self, callback: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event, in order, from the reader task. It must not
+        block. Returns a function that removes it."""
+        self._event_listeners.append(callback)
+        return lambda: self._remove(self._event_listeners, callback)
+
+    def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]:
+        self._link_listeners.append(callback)
+        return lambda: self._remove(self._link_listeners, callback)
+
+    @staticmethod
+    def _remove(listeners: list[Any], callback: Any) -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(callback)
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    def reconnect_now(self) -> None:
+        """Skip the remaining backoff wait (or drop and redo a live connection)."""
+        self._backoff.reset()
+        if self._writer is not None:
+            self._writer.close()
+        self._wake.set()
+
+    def retarget(self, host: str, port: int) -> None:
+        """Connect somewhere else from the next attempt on."""
+        self.host, self.port = host, port
+        self._update(host=host, port=port)
+        self.reconnect_now()
+
+    # ---------------------------------------------------------------- requests
+
+    async def request(
+        self, method: str, params: JsonParams = None, *, time_limit: float | None = None
+    ) -> Any:
+        """Send one request and return its result.
+
+        Raises ``Phd2RpcError`` for an error reply, ``ConnectionLost`` if the link is
+        down or drops, ``TimeoutError`` after the method's time limit.
+        """
+        limit = (
+            time_limit
+            if time_limit is not None
+            else METHOD_TIMEOUTS_S.get(method, DEFAULT_TIMEOUT_S)
+        )
+        if self._conn.overlap_support:
+            return await self._request(method, params, limit)
+        # Servers without OverlapSupport (before 2.6.7) lose pipelined requests.
+        async with self._serial:
+            return await self._request(method, params, limit)
+
+    async def _request(self, method: str, params: JsonParams, limit: float) -> Any:
+        writer = self._writer
+        if writer is None:
+            raise ConnectionLost("not connected to PHD2")
+        request_id, data = self._conn.send_request(method, params)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._futures[request_id] = future
+        try:
+            writer.write(data)
+            async with asyncio.timeout(limit):
+                reply = await future
+        except TimeoutError:
+            raise TimeoutError(f"PHD2 did not answer {method} within {limit:g} s") from None
+        finally:
+            self._futures.pop(request_id, None)
+            self._conn.forget(request_id)
+        if isinstance(reply, RpcError):
+            raise Phd2RpcError(method, reply.code, reply.message)
+        return reply.result
+
+    # ---------------------------------------------------------------- supervisor
+
+    async def run(self) -> None:
+        """Connect, read, and reconnect for ever (until cancelled)."""
+        while True:
+            try:
+                await self._session()
+            except (OSError, TimeoutError, ConnectionLost) as exc:
+                self._update(last_error=str(exc) or type(exc).__name__)
+            delay = self._backoff.next_delay()
+            self._update(retry_at=time.monotonic() + delay)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _session(self) -> None:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            reader, writer = await self._connect(self.host, self.port)
+        self._writer = writer
+        self._conn = Phd2Connection()
+        self._tracker = AppStateTracker()
+        self._settling = False
+        self._backoff.reset()
+        log.info("connected to PHD2 at %s:%d", self.host, self.port)
+        try:
+            async with asyncio.TaskGroup() as group:
+                reading = group.create_task(self._read(reader), name="phd2-reader")
+                group.create_task(self._resync(), name="phd2-resync")
+                await reading
+        except* (OSError, ConnectionLost, TimeoutError) as errors:
+            self._update(last_error=str(errors.exceptions[0]))
+        finally:
+            self._drop(writer)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectionLost("PHD2 closed the connection")
+            for message in self._conn.receive_data(data):
+                if isinstance(message, ev.Phd2Event):
+                    self._on_event(message)
+                elif isinstance(message, RpcResult | RpcError):
+                    self._on_reply(message)
+            if self._conn.bad_lines != self._status.bad_lines:
+                log.warning("PHD2 sent a line we could not read: %s", self._conn.last_error)
+                self._update(bad_lines=self._conn.bad_lines)
+
+    async def _resync(self) -> None:
+        """After a connect (or a lost line): ask rather than guess."""
+        state = await self.request("get_app_state")
+        self._tracker.set(Phd2State.parse(state))
+        settling = await self.request("get_settling")
+        self._settling = bool(settling)
+        version = self._conn.version
+        self._update(
+            connected=True,
+            state=self._tracker.state,
+            settling=self._settling,
+            version=(version.phd_version + version.phd_subver) if version else "",
+            retry_at=None,
+            last_error="",
+        )
+        self._connected.set()
+
+    def _on_reply(self, reply: RpcResult | RpcError) -> None:
+        if not isinstance(reply.id, int):
+            log.warning("PHD2 error with no request id: %s", getattr(reply, "message", reply))
+            return
+        future = self._futures.get(reply.id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    def _on_event(self, event: ev.Phd2Event) -> None:
+        before = (self._tracker.state, self._settling)
+        self._tracker.apply(event)
+        if isinstance(event, ev.SettleBegin):
+            self._settling = True
+        elif isinstance(event, ev.SettleDone):
+            self._settling = False
+        for callback in list(self._event_listeners):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("PHD2 event listener failed")
+        if self._status.connected and before != (self._tracker.state, self._settling):
+            self._update(state=self._tracker.state, settling=self._settling)
+        if self._tracker.needs_query and self._status.connected:
+            self._tracker.needs_query = False
+            self._spawn_state_query()
+
+    def _spawn_state_query(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._query_state(), name="phd2-state")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _query_state(self) -> None:
+        with contextlib.suppress(ConnectionLost, TimeoutError, Phd2RpcError):
+            state = await self.request("get_app_state")
+            self._tracker.set(Phd2State.parse(state))
+            if self._status.connected:
+                self._update(state=self._tracker.state)
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        self._writer = None
+        self._connected.clear()
+        self._conn.connection_lost()
+        lost = ConnectionLost("the connection to PHD2 dropped")
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(lost)
+        self._futures.clear()
+        for task in list(self._background):
+            task.cancel()
+        if self._status.connected:
+            log.warning("lost the connection to PHD2 at %s:%d", self.host, self.port)
+        self._settling = False
+        self._update(connected=False, state=Phd2State.UNKNOWN, settling=False)
+
+    def _update(self, **changes: Any) -> None:
+        new = replace(self._status, **changes)
+        if new == self._status:
+            return
+        self._status = new
+        for callback in list(self._link_listeners):
+            try:
+                callback(new)
+            except Exception:
+                log.exception("PHD2 link listener failed")
