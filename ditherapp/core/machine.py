@@ -316,7 +316,7 @@ class Totals:
         return self.settle_s_sum / self.settle_count if self.settle_count else None
 
 
-def _request_from(settings: DitherSettings) -> DitherRequest:
+def request_from(settings: DitherSettings) -> DitherRequest:
     return DitherRequest(
         amount=settings.maxpixels,
         ra_only=settings.raonly,
@@ -581,7 +581,7 @@ class DitherMachine:
             number=next(self._cycles),
             trigger=trigger,
             started=now,
-            request=_request_from(s),
+            request=request_from(s),
             after_next_frame=s.waitfornextframe,
         )
         self.cycle = cycle

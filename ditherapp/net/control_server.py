@@ -1,0 +1,411 @@
+"""The control socket: camera agents, controllers (ditherctl) and SimpleDither's client.py.
+
+Each client gets one task that reads and one that writes from a bounded queue, so a
+client that stops reading is dropped instead of slowing anyone else down. Nothing a
+client sends can raise out of its own session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from ditherapp import __version__
+from ditherapp.core import control as proto
+from ditherapp.core.phd2.events import Phd2Event
+from ditherapp.core.settings import SettingError
+from ditherapp.net.service import (
+    DitherRecorded,
+    DitherRefused,
+    DitherService,
+    Notice,
+    Phd2EventSeen,
+    ServiceEvent,
+    SettingChanged,
+)
+
+log = logging.getLogger(__name__)
+
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+"""A client that connects and says nothing is dropped after this."""
+CAMERA_SILENCE_S = 30.0
+"""Camera agents send a heartbeat every 2 s; this much silence means they are gone."""
+CONTROLLER_IDLE_S = 300.0
+MAX_CLIENTS = 64
+SEND_QUEUE = 1024
+READ_CHUNK = 65536
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ControlServerError(Exception):
+    """The control socket cannot be started as configured."""
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One connected client."""
+
+    number: int
+    writer: asyncio.StreamWriter
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE))
+    role: str = "unknown"
+    camera: str | None = None
+    authorised: bool = False
+    subscribed: bool = False
+    closing: bool = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_bytes(proto.encode(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            log.warning("control client %d is not reading; dropping it", self.number)
+            self.close()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+        if self.queue.full():
+            self.writer.close()
+
+
+class ControlServer:
+    def __init__(
+        self,
+        service: DitherService,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5322,
+        token: str = "",
+        max_clients: int = MAX_CLIENTS,
+        first_message_timeout_s: float = FIRST_MESSAGE_TIMEOUT_S,
+    ) -> None:
+        if not is_loopback(host) and not token:
+            raise ControlServerError(
+                f"the control socket may listen on {host} only with a token set "
+                "(controltoken), since anyone on the network could reach it"
+            )
+        self.service = service
+        self.host = host
+        self._port = port
+        self.token = token
+        self.max_clients = max_clients
+        self.first_message_timeout_s = first_message_timeout_s
+        self._server: asyncio.Server | None = None
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._numbers = 0
+        self._unsubscribe = service.subscribe(self._on_service_event)
+
+    @property
+    def port(self) -> int:
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def clients(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self.host, self._port, limit=READ_CHUNK
+            )
+        except OSError as exc:
+            raise ControlServerError(
+                f"cannot listen on {self.host}:{self._port}: {exc.strerror or exc}"
+            ) from exc
+        log.info("control socket listening on %s:%d", self.host, self.port)
+
+    async def close(self) -> None:
+        self._unsubscribe()
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions):
+            session.close()
+            session.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- sessions
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._sessions) >= self.max_clients:
+            with contextlib.suppress(OSError):
+                writer.write(proto.encode(proto.error("busy", "too many clients")))
+                writer.close()
+            return
+        self._numbers += 1
+        session = Session(number=self._numbers, writer=writer)
+        session.authorised = not self.token
+        self._sessions.add(session)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        sender = asyncio.get_running_loop().create_task(
+            self._write(session), name=f"control-write-{session.number}"
+        )
+        self._tasks.add(sender)
+        try:
+            await self._read(session, reader)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("control client %d failed", session.number)
+        finally:
+            self._sessions.discard(session)
+            if session.camera is not None:
+                self.service.detach_camera(session.camera)
+            session.close()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(sender)
+            sender.cancel()
+            writer.close()
+            self._tasks.discard(sender)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _write(self, session: Session) -> None:
+        writer = session.writer
+        try:
+            while True:
+                data = await session.queue.get()
+                if data is None:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+
+    async def _read(self, session: Session, reader: asyncio.StreamReader) -> None:
+        decoder = proto.ControlDecoder()
+        first = True
+        while not session.closing:
+            limit = self._silence_limit(session, first=first)
+            try:
+                async with asyncio.timeout(limit):
+                    data = await reader.read(READ_CHUNK)
+            except TimeoutError:
+                if session.role == "camera" or first:
+                    log.info("control client %d silent for %.0f s; dropping", session.number, limit)
+                    session.send(proto.error("timeout", f"no message for {limit:.0f} s"))
+                    return
+                if not session.subscribed:
+                    return
+                continue
+            if not data:
+                return
+            first = False
+            for item in decoder.feed(data):
+                self._handle(session, item)
+                if session.is_closing():  # _handle may have closed it
+                    return
+
+    def _silence_limit(self, session: Session, *, first: bool) -> float:
+        if first:
+            return self.first_message_timeout_s
+        if session.role == "camera":
+            return CAMERA_SILENCE_S
+        return CONTROLLER_IDLE_S
+
+    # ---------------------------------------------------------------- requests
+
+    def _handle(self, session: Session, item: proto.Incoming) -> None:
+        if isinstance(item, proto.Fault):
+            session.send(item.reply())
+            if item.close:
+                session.close()
+            return
+        if isinstance(item, proto.LegacyRequest):
+            self._handle_legacy(session, item)
+            return
+        if not session.authorised:
+            supplied = item.body.get("token")
+            if not isinstance(supplied, str) or not hmac.compare_digest(
+                supplied.encode(), self.token.encode()
+            ):
+                session.send(proto.error("unauthorized", "a valid token is required"))
+                session.close()
+                return
+            session.authorised = True
+        try:
+            self._dispatch(session, item)
+        except SettingError as exc:
+            session.send(proto.error("invalid_value", str(exc)))
+        except DitherRefused as exc:
+            session.send(proto.error("refused", str(exc)))
+
+    def _dispatch(self, session: Session, request: proto.Request) -> None:
+        body = request.body
+        match request.type:
+            case "hello":
+                self._hello(session, body)
+            case "frame" | "capture" | "paused" | "ack" if session.camera is not None:
+                self.service.camera_message(session.camera, body)
+            case "heartbeat":
+                pass
+            case "frame" | "capture" | "paused" | "ack":
+                session.send(proto.error("bad_request", "say hello as a camera first"))
+            case "get":
+                self._get(session, body)
+            case "set":
+                name = body.get("name")
+                if not isinstance(name, str):
+                    session.send(proto.error("bad_request", "set needs a 'name'"))
+                    return
+                if "value" not in body:
+                    session.send(proto.error("invalid_value", f"{name} needs a 'value'"))
+                    return
+                value = self.service.set_setting(name, body["value"])
+                session.send({"type": "value", "name": name.strip().lower(), "value": value})
+            case "status":
+                session.send(self.service.snapshot())
+            case "dither_now":
+                self.service.dither_now()
+                session.send({"type": "ok"})
+            case "enable" | "disable":
+                self.service.set_enabled(request.type == "enable")
+                session.send({"type": "ok"})
+            case "subscribe":
+                session.subscribed = True
+                session.send({"type": "ok"})
+            case "ping":
+                session.send({"type": "pong"})
+            case "pong":
+                pass
+            case _:
+                session.send(proto.error("unknown_type", f"unknown message type {request.type!r}"))
+
+    def _hello(self, session: Session, body: dict[str, Any]) -> None:
+        role = body.get("role", "controller")
+        if role == "camera":
+            if session.camera is not None:
+                session.send(proto.error("bad_request", "already said hello"))
+                return
+            raw_name = body.get("name")
+            name = raw_name.strip()[:128] if isinstance(raw_name, str) else ""
+            name = name or f"camera {session.number}"
+            session.role = "camera"
+            session.camera = self.service.attach_camera(name, session)
+            session.send(
+                {"type": "welcome", "proto": proto.PROTO_VERSION, "camera": session.camera}
+            )
+            log.info("camera %s (%s) connected: %s", session.camera, name, body.get("agent", ""))
+        else:
+            session.role = "controller"
+            session.send(
+                {"type": "welcome", "proto": proto.PROTO_VERSION, "app": f"ditherapp/{__version__}"}
+            )
+
+    def _get(self, session: Session, body: dict[str, Any]) -> None:
+        name = body.get("name")
+        if name is None:
+            values = self.service.settings.as_dict()
+            values["ditherstring"] = self.service.ditherstring()
+            session.send({"type": "settings", "values": values})
+            return
+        if not isinstance(name, str):
+            session.send(proto.error("bad_request", "'name' must be a string"))
+            return
+        key = name.strip().lower()
+        session.send({"type": "value", "name": key, "value": self.service.get_setting(key)})
+
+    def _handle_legacy(self, session: Session, request: proto.LegacyRequest) -> None:
+        """SimpleDither's client.py: one request, one line, then close."""
+        op, name = request.op, request.cmd
+        if self.token:
+            session.send_bytes(
+                proto.encode_legacy_reply(op, False, "this control socket requires a token")
+            )
+            session.close()
+            return
+        try:
+            if op == "get":
+                reply = proto.encode_legacy_reply(op, True, self.service.get_setting(name))
+            elif op == "set":
+                value = self.service.set_setting(name, request.value)
+                reply = proto.encode_legacy_reply(op, True, value)
+            else:
+                reply = proto.encode_legacy_reply(op, False, f"unknown op {op!r}: use get or set")
+        except SettingError as exc:
+            reply = proto.encode_legacy_reply(op, False, str(exc))
+        session.send_bytes(reply)
+        session.close()
+
+    # ---------------------------------------------------------------- events out
+
+    def _on_service_event(self, event: ServiceEvent) -> None:
+        message = _event_message(event)
+        if message is None:
+            return
+        data = proto.encode(message)
+        for session in list(self._sessions):
+            if session.subscribed:
+                session.send_bytes(data)
+
+
+def _event_message(event: ServiceEvent) -> dict[str, Any] | None:
+    match event:
+        case SettingChanged(name=name, value=value):
+            return {"type": "event", "event": "setting", "name": name, "value": value}
+        case Notice(level=level, message=message, wall_time=t):
+            return {"type": "event", "event": "notice", "level": level.value, "message": message,
+                    "t": round(t, 3)}  # fmt: skip
+        case DitherRecorded(record=record):
+            return {"type": "event", "event": "dither", "record": record}
+        case Phd2EventSeen(event=phd2_event):
+            return {"type": "event", "event": "phd2", **_phd2_fields(phd2_event)}
+        case _:
+            return None
+
+
+def _phd2_fields(event: Phd2Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": getattr(event, "name", None) or event.NAME}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if f.name in ("raw", "host", "inst", "name") or value is None:
+            continue
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
