@@ -90,7 +90,7 @@ class ControlDecoder:
             return None
         try:
             obj, _ = _DECODER.raw_decode(text.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # incomplete, not UTF-8, or absurdly nested
             return None
         if not isinstance(obj, dict) or "op" not in obj or "type" in obj:
             return None
@@ -104,6 +104,8 @@ class ControlDecoder:
             return Fault(code="bad_request", message="the line is not UTF-8")
         except ValueError as exc:
             return Fault(code="bad_request", message=f"the line is not JSON: {exc}")
+        except RecursionError:
+            return Fault(code="bad_request", message="the line is nested too deeply")
         if not isinstance(obj, dict):
             return Fault(code="bad_request", message="expected a JSON object")
         if "op" in obj and "type" not in obj:

@@ -39,7 +39,8 @@ class LineBuffer:
                 continue
             lines.append(line)
         del self._buf[:start]
-        if len(self._buf) > self.max_line:
+        # One byte over is allowed: it may be the CR of a CRLF whose LF is still in flight.
+        if len(self._buf) > self.max_line + 1:
             if not self._discarding:
                 self.overlong += 1
             self._discarding = True

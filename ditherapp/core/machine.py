@@ -41,10 +41,11 @@ from ditherapp.core.settings import DitherSettings
 
 PAUSE_ACK_TIMEOUT_S = 5.0
 """How long cameras get to confirm a pause before the dither is called off."""
-PAUSE_MARGIN_S = 90.0
-"""Added to the settle timeout for the camera's own fail-open limit (``max_s``)."""
 DITHER_GUARD_MARGIN_S = 120.0
 """Our last-resort deadline beyond the settle timeout, should the operation never end."""
+PAUSE_MARGIN_S = 30.0
+"""How much later than our own last-resort deadline a camera's fail-open limit (``max_s``)
+falls: its watchdog is for when ditherapp is gone, so it must not beat our deadline."""
 RESUME_GRACE_S = 30.0
 """How long past one exposure a camera may take to report that it is saving again."""
 
@@ -383,7 +384,8 @@ class DitherMachine:
 
     def pacing_cameras(self) -> list[Camera]:
         """The cameras whose frame counts decide when the next dither is due."""
-        capturing = self.capturing_cameras()
+        # A camera the user paused saves nothing, so it would never become due.
+        capturing = [c for c in self.capturing_cameras() if not c.paused_by_user]
         if self.settings.multicamera == "primary" and capturing:
             primary = self._primary()
             if primary is not None and primary.capturing:
@@ -404,6 +406,7 @@ class DitherMachine:
         cam.connected = True
         cam.name = event.name
         cam.paused_by_app = False
+        cam.paused_by_user = False
         actions.append(Notify(level=Level.INFO, message=f"camera {cam.name} connected"))
         if self.cycle is not None and self.phase in (
             Phase.PAUSING,
@@ -456,7 +459,7 @@ class DitherMachine:
         else:
             cam.paused_by_app = event.paused
         if not event.paused and event.by != "user":
-            self._note_unpaused(event.camera, now, actions)
+            self._note_unpaused(event.camera, now, actions, by_watchdog=event.by == "watchdog")
         elif event.paused and event.by == "app" and self.phase is Phase.PAUSING:
             self._ack(event.camera, None, now, actions)
 
@@ -602,7 +605,12 @@ class DitherMachine:
             frames_since_last=cam.frames_since,
             acked=acked,
         )
-        max_s = cycle.request.settle_timeout + PAUSE_MARGIN_S
+        max_s = (
+            PAUSE_ACK_TIMEOUT_S
+            + cycle.request.settle_timeout
+            + DITHER_GUARD_MARGIN_S
+            + PAUSE_MARGIN_S
+        )
         actions.append(SendPause(camera=cam.id, command_id=command_id, max_s=max_s))
 
     def _ack(self, camera: str, command_id: int | None, now: float, actions: list[Action]) -> None:
@@ -654,6 +662,8 @@ class DitherMachine:
             text += f" ({outcome.message})"
         actions.append(Notify(level=level, message=text))
         self._set_phase(Phase.RESUMING, now)
+        # A dither that never started did not move the mount: the frame in progress is good.
+        after_next_frame = cycle.after_next_frame and outcome.kind.moved
         longest = 0.0
         for cid, member in cycle.members.items():
             cam = self.cameras[cid]
@@ -666,20 +676,24 @@ class DitherMachine:
                 SendResume(
                     camera=cid,
                     command_id=member.resume_id,
-                    after_next_frame=cycle.after_next_frame,
+                    after_next_frame=after_next_frame,
                     max_wait_s=cam.last_exposure_s + RESUME_GRACE_S,
                 )
             )
-        wait = longest if cycle.after_next_frame else 0.0
+        wait = longest if after_next_frame else 0.0
         cycle.deadline = now + wait + RESUME_GRACE_S
         self._maybe_resumed(now, actions)
 
-    def _note_unpaused(self, camera: str, now: float, actions: list[Action]) -> None:
+    def _note_unpaused(
+        self, camera: str, now: float, actions: list[Action], *, by_watchdog: bool = False
+    ) -> None:
         cycle = self.cycle
         if cycle is None or camera not in cycle.members:
             return
         member = cycle.members[camera]
-        if member.resume_id is not None and member.resumed_at is None:
+        # A watchdog resume ends the camera's pause before we asked: it will not report
+        # another unpause after our resume, so it counts as resumed from now.
+        if (member.resume_id is not None or by_watchdog) and member.resumed_at is None:
             member.resumed_at = now
             self._maybe_resumed(now, actions)
 

@@ -117,7 +117,11 @@ def _parse_number(spec: SettingSpec, raw: object) -> int | float:
         value = raw
     else:
         raise error
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
         raise error
     if spec.kind is Kind.INT:
         if not float(value).is_integer():

@@ -67,6 +67,7 @@ class Session:
     authorised: bool = False
     subscribed: bool = False
     closing: bool = False
+    sender: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_bytes(proto.encode(message))
@@ -143,11 +144,17 @@ class ControlServer:
         log.info("control socket listening on %s:%d", self.host, self.port)
 
     async def close(self) -> None:
+        """Stop listening; let every client's queued messages (resumes on shutdown)
+        go out for up to a second, then drop them."""
         self._unsubscribe()
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions):
             session.close()
+        senders = [s.sender for s in self._sessions if s.sender is not None]
+        if senders:
+            await asyncio.wait(senders, timeout=1.0)
+        for session in list(self._sessions):
             session.writer.close()
         for task in list(self._tasks):
             task.cancel()
@@ -183,6 +190,7 @@ class ControlServer:
         sender = asyncio.get_running_loop().create_task(
             self._write(session), name=f"control-write-{session.number}"
         )
+        session.sender = sender
         self._tasks.add(sender)
         try:
             await self._read(session, reader)

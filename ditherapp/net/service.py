@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 NOTICE_HISTORY = 200
 
+SaveSettings = Callable[[DitherSettings], None]
+
 
 class CameraLink(Protocol):
     """How the service talks to one camera agent (a control-socket session)."""
@@ -97,7 +99,7 @@ class DitherService:
         settings: DitherSettings,
         guider: Guider,
         ledger: Ledger | None = None,
-        save_settings: Callable[[DitherSettings], None] | None = None,
+        save_settings: SaveSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:

@@ -7,7 +7,7 @@ moves and can arrive after stop_capture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ditherapp.core.phd2 import events as ev
@@ -39,10 +39,16 @@ class AppStateTracker:
     state: Phd2State = Phd2State.UNKNOWN
     needs_query: bool = True
     """True after an event whose consequence cannot be known from the event alone."""
+    _before_pause: Phd2State = field(default=Phd2State.UNKNOWN, repr=False)
 
     def set(self, state: Phd2State) -> None:
+        self._remember_before_pause(state)
         self.state = state
         self.needs_query = False
+
+    def _remember_before_pause(self, new: Phd2State) -> None:
+        if new is Phd2State.PAUSED and self.state is not Phd2State.PAUSED:
+            self._before_pause = self.state
 
     def apply(self, event: ev.Phd2Event) -> Phd2State:
         s = self.state
@@ -65,14 +71,15 @@ class AppStateTracker:
                 elif s == Phd2State.SELECTED:
                     self.state = Phd2State.LOOPING
             case ev.LoopingExposures():
-                if s not in _GUIDING_STATES and s != Phd2State.CALIBRATING:
+                # PHD2 reports looping frames while paused too, and Paused wins.
+                if s not in _GUIDING_STATES and s not in (Phd2State.CALIBRATING, Phd2State.PAUSED):
                     has_star = event.star_mass is not None and not event.status
                     self.state = Phd2State.SELECTED if has_star else Phd2State.LOOPING
             case ev.StarSelected() | ev.LockPositionSet():
                 if s not in _GUIDING_STATES and s not in (Phd2State.CALIBRATING, Phd2State.PAUSED):
                     self.state = Phd2State.SELECTED
             case ev.LockPositionLost():
-                if s not in _GUIDING_STATES and s != Phd2State.STOPPED:
+                if s not in _GUIDING_STATES and s not in (Phd2State.STOPPED, Phd2State.PAUSED):
                     self.state = Phd2State.LOOPING
             case ev.GuidingStopped():
                 self.state = Phd2State.LOOPING
@@ -80,8 +87,13 @@ class AppStateTracker:
             case ev.LoopingExposuresStopped():
                 self.state = Phd2State.STOPPED
             case ev.Paused():
+                self._remember_before_pause(Phd2State.PAUSED)
                 self.state = Phd2State.PAUSED
             case ev.Resumed():
+                # Back to the state before the pause (GuideStep cannot tell, since PHD2
+                # sends it while paused too); a query confirms it.
+                if s is Phd2State.PAUSED:
+                    self.state = self._before_pause
                 self.needs_query = True
             case _:
                 pass

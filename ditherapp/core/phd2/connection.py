@@ -78,19 +78,26 @@ class Phd2Connection:
             return []
         try:
             obj = json.loads(line.decode("utf-8"), strict=False)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, absurd nesting or digits
             return self._bad(f"unparsable line from PHD2: {exc}")
         items: list[Any] = obj if isinstance(obj, list) else [obj]
         out: list[Phd2Message] = []
+        problem: str | None = None
         for item in items:
+            # A bad element of a batch must not take the good ones with it: their ids
+            # are no longer pending, so a dropped reply would never be answered.
             if not isinstance(item, dict):
-                return self._bad("PHD2 sent a JSON value that is not an object")
+                problem = "PHD2 sent a JSON value that is not an object"
+                continue
             try:
                 message = self._parse_object(item)
             except RemoteProtocolError as exc:
-                return self._bad(str(exc))
+                problem = str(exc)
+                continue
             if message is not None:
                 out.append(message)
+        if problem is not None:
+            self._bad(problem)
         return out
 
     def _parse_object(self, obj: dict[str, Any]) -> Phd2Message | None:

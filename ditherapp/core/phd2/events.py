@@ -372,7 +372,7 @@ def parse_event(obj: JsonObject) -> Phd2Event:
             continue
         try:
             kwargs[attr] = _convert(obj[key], kind)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise RemoteProtocolError(f"{name}.{key}: {exc} (got {obj[key]!r})") from exc
     return cls(**kwargs)
 

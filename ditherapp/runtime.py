@@ -1,0 +1,158 @@
+"""Everything that runs, minus the window: the PHD2 link, the service, the control
+socket, and in ``--simulate`` mode the PHD2 simulator and simulated cameras.
+
+Both the headless mode and the window start one ``Runtime``; the window only adds a
+view on top of ``runtime.service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from ditherapp.core.settings import DitherSettings
+from ditherapp.net.control_server import ControlServer
+from ditherapp.net.guider import EventGuider, Guider
+from ditherapp.net.ledger import JsonlLedger
+from ditherapp.net.phd2_client import Phd2Client, event_port, legacy_port
+from ditherapp.net.service import DitherService, SaveSettings
+
+log = logging.getLogger(__name__)
+
+SIM_CAMERA_EXPOSURES_S = (3.0, 5.0, 4.0, 6.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeOptions:
+    phd2_port: int | None = None
+    """Overrides the port derived from the instance (tests, odd setups)."""
+    legacy_port: int | None = None
+    simulate: bool = False
+    sim_cameras: int = 1
+    sim_time_scale: float = 2.0
+    sim_exposure_s: float = 1.0
+    ledger_path: Path | None = None
+
+
+def build_guider(settings: DitherSettings, options: RuntimeOptions) -> Guider:
+    host = settings.phd2host
+    port = options.phd2_port or event_port(settings.phd2instance)
+    lport = options.legacy_port or legacy_port(settings.phd2instance)
+    backend = settings.phd2backend
+    if backend in ("legacy", "auto"):
+        try:
+            from ditherapp.net import legacy  # noqa: PLC0415 - optional until it exists
+        except ImportError:
+            log.warning("the legacy backend is not available; using the event server")
+        else:
+            return legacy.make_guider(backend, host=host, event_port=port, legacy_port=lport)
+    return EventGuider(Phd2Client(host, port))
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: DitherSettings,
+        options: RuntimeOptions,
+        *,
+        save_settings: SaveSettings | None = None,
+    ) -> None:
+        self.options = options
+        self._initial = settings
+        self._save = save_settings
+        self.sim: Any = None
+        self.cameras: list[Any] = []
+        self.service: DitherService | None = None
+        self.control: ControlServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _start(self) -> None:
+        options = self.options
+        settings = self._initial
+        if options.simulate:
+            from ditherapp.sim.phd2_sim import Phd2Simulator  # noqa: PLC0415
+
+            self.sim = Phd2Simulator(
+                event_port=0,
+                legacy_port=0,
+                exposure_s=options.sim_exposure_s,
+                time_scale=options.sim_time_scale,
+                start="guiding",
+            )
+            await self.sim.start()
+            options = RuntimeOptions(
+                phd2_port=self.sim.event_port,
+                legacy_port=self.sim.legacy_port,
+                simulate=True,
+                sim_cameras=options.sim_cameras,
+                sim_time_scale=options.sim_time_scale,
+                ledger_path=options.ledger_path,
+            )
+            settings = settings.with_value("phd2host", "127.0.0.1")
+            self.options = options
+        ledger = JsonlLedger(options.ledger_path) if options.ledger_path else None
+        guider = build_guider(settings, options)
+        self.service = DitherService(
+            settings=settings, guider=guider, ledger=ledger, save_settings=self._save
+        )
+        self.control = ControlServer(
+            self.service,
+            host=settings.controlhost,
+            port=settings.controlport,
+            token=settings.controltoken,
+        )
+        await self.control.start()
+        self._spawn(self.service.run(), "service")
+        if options.simulate:
+            from ditherapp.sim.camera_agent import SimCamera  # noqa: PLC0415
+
+            for i in range(options.sim_cameras):
+                camera = SimCamera(
+                    name=f"Simulated camera {i + 1}",
+                    exposure_s=SIM_CAMERA_EXPOSURES_S[i % len(SIM_CAMERA_EXPOSURES_S)],
+                    port=self.control.port,
+                    token=settings.controltoken or None,
+                )
+                self.cameras.append(camera)
+                self._spawn(camera.run(), f"sim-camera-{i + 1}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped: %s", task.get_name(), task.exception())
+
+    async def stop(self) -> None:
+        """Resume every camera first, then close everything."""
+        if self.service is not None:
+            self.service.shutdown()
+        for camera in self.cameras:
+            camera.stop()
+        if self.control is not None:
+            await self.control.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.sim is not None:
+            with contextlib.suppress(Exception):
+                await self.sim.stop()
