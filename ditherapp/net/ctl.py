@@ -1,0 +1,223 @@
+"""``ditherctl``: read and change ditherapp's settings, ask for status, trigger a dither,
+or follow events, over the control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ditherapp.core import control as proto
+from ditherapp.core.phd2.rpc import phd2_number
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_UNREACHABLE = 2
+
+
+class CtlError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ControlClient:
+    def __init__(self, host: str, port: int, token: str, timeout: float) -> None:
+        try:
+            self._sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise CtlError(
+                f"cannot reach ditherapp at {host}:{port}: {exc.strerror or exc}",
+                EXIT_UNREACHABLE,
+            ) from exc
+        self._buf = b""
+        self._token = token
+        self._said_hello = False
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._token and not self._said_hello:
+            message = {**message, "token": self._token}
+            self._said_hello = True
+        self._sock.sendall(proto.encode(message))
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        while True:
+            while b"\n" not in self._buf:
+                try:
+                    chunk = self._sock.recv(65536)
+                except TimeoutError as exc:
+                    raise CtlError("ditherapp did not answer in time") from exc
+                except OSError as exc:
+                    raise CtlError(f"connection failed: {exc}") from exc
+                if not chunk:
+                    raise CtlError("ditherapp closed the connection")
+                self._buf += chunk
+            line, _, self._buf = self._buf.partition(b"\n")
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise CtlError(f"unreadable reply from ditherapp: {exc}") from exc
+            if isinstance(obj, dict):
+                yield obj
+
+    def call(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.send(message)
+        for reply in self.messages():
+            if reply.get("type") == "event":
+                continue
+            if reply.get("type") == "error":
+                raise CtlError(str(reply.get("message") or reply.get("code")))
+            return reply
+        raise CtlError("no reply")  # pragma: no cover - messages() never ends quietly
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(phd2_number(value))
+    return str(value)
+
+
+def format_status(s: dict[str, Any]) -> str:
+    phd2 = s.get("phd2", {})
+    link = "connected" if phd2.get("connected") else "not connected"
+    if not phd2.get("connected") and phd2.get("retry_in_s") is not None:
+        link += f", retrying in {phd2['retry_in_s']:.0f} s"
+    lines = [
+        f"PHD2       {phd2.get('host')}:{phd2.get('port')} via {phd2.get('backend')} "
+        f"backend: {link}; state {phd2.get('state')}"
+        + (" (settling)" if phd2.get("settling") else ""),
+        f"dithering  {'enabled' if s.get('enabled') else 'DISABLED'}; phase {s.get('phase')}",
+        (
+            f"dithers    {s.get('dithers')} done, {s.get('failures')} failed; mean settle "
+            f"{s.get('mean_settle_s') if s.get('mean_settle_s') is not None else '-'} s; "
+            f"imaging time lost {s.get('lost_s')} s"
+        ),
+    ]
+    settle = s.get("settle")
+    if settle:
+        lines.append(
+            f"settling   {settle.get('elapsed_s')} s of {settle.get('timeout_s')} s; distance "
+            f"{settle.get('distance')} px (target {settle.get('target_px')}); in range "
+            f"{settle.get('in_range_s')} of {settle.get('settle_time_s')} s"
+        )
+    if s.get("skip_reason"):
+        lines.append(f"skipping   {s['skip_reason']}")
+    last = s.get("last_outcome")
+    if last:
+        lines.append(f"last       {last.get('outcome')} {last.get('message') or ''}".rstrip())
+    cameras = s.get("cameras") or []
+    if not cameras:
+        lines.append("cameras    none connected")
+    for cam in cameras:
+        state = "connected" if cam.get("connected") else "gone"
+        if cam.get("connected"):
+            state = "capturing" if cam.get("capturing") else "not capturing"
+            if cam.get("paused"):
+                state += f", paused by {cam.get('paused_by')}"
+        lines.append(
+            f"camera     {cam.get('id')} {cam.get('name')!r}: {state}; {cam.get('frames_saved')} "
+            f"saved, {cam.get('frames_to_next')} to the next dither"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ditherctl", description="Talk to a running ditherapp.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5322)
+    p.add_argument("--token", default="")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
+    p.add_argument("--json", action="store_true", help="print replies as JSON")
+    sub = p.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("get", help="print one setting, or all of them")
+    get.add_argument("name", nargs="?")
+    set_ = sub.add_parser("set", help="change a setting (takes effect for the next dither)")
+    set_.add_argument("name")
+    set_.add_argument("value")
+    sub.add_parser("status", help="PHD2, cameras, dither counts")
+    sub.add_parser("dither", help="dither now")
+    sub.add_parser("enable", help="enable automatic dithering")
+    sub.add_parser("disable", help="disable automatic dithering")
+    watch = sub.add_parser("watch", help="follow events until interrupted")
+    watch.add_argument("--phd2", action="store_true", help="include every PHD2 event")
+    return p
+
+
+def run(args: argparse.Namespace, out: Any = sys.stdout) -> int:
+    client = ControlClient(args.host, args.port, args.token, args.timeout)
+    try:
+        return _run(client, args, out)
+    finally:
+        client.close()
+
+
+def _run(client: ControlClient, args: argparse.Namespace, out: Any) -> int:
+    def emit(text: str, obj: object) -> None:
+        print(json.dumps(obj) if args.json else text, file=out, flush=True)
+
+    match args.command:
+        case "get" if args.name:
+            reply = client.call({"type": "get", "name": args.name})
+            emit(_show(reply.get("value")), reply)
+        case "get":
+            reply = client.call({"type": "get"})
+            values = reply.get("values", {})
+            emit("\n".join(f"{k} = {_show(v)}" for k, v in values.items()), reply)
+        case "set":
+            reply = client.call({"type": "set", "name": args.name, "value": args.value})
+            emit(f"{reply.get('name')} = {_show(reply.get('value'))}", reply)
+        case "status":
+            reply = client.call({"type": "status"})
+            emit(format_status(reply), reply)
+        case "dither":
+            reply = client.call({"type": "dither_now"})
+            emit("dither started", reply)
+        case "enable" | "disable":
+            reply = client.call({"type": args.command})
+            emit(f"dithering {args.command}d", reply)
+        case "watch":
+            client._sock.settimeout(None)  # noqa: SLF001 - watching waits for ever by design
+            client.call({"type": "subscribe"})
+            for message in client.messages():
+                if message.get("type") != "event":
+                    continue
+                if message.get("event") == "phd2" and not args.phd2:
+                    continue
+                emit(_describe(message), message)
+    return EXIT_OK
+
+
+def _describe(message: dict[str, Any]) -> str:
+    kind = message.get("event")
+    if kind == "notice":
+        return f"[{message.get('level')}] {message.get('message')}"
+    if kind == "setting":
+        return f"setting {message.get('name')} = {_show(message.get('value'))}"
+    if kind == "dither":
+        record = message.get("record", {})
+        return (
+            f"dither {record.get('cycle')}: {record.get('outcome')} "
+            f"{record.get('message') or ''} settle {record.get('settle_s')} s, "
+            f"lost {record.get('lost_s')} s"
+        )
+    fields = {k: v for k, v in message.items() if k not in ("type", "event", "name")}
+    return f"phd2 {message.get('name')} {json.dumps(fields)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except CtlError as exc:
+        print(f"ditherctl: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return EXIT_OK
