@@ -207,9 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from ditherapp.ui.window_app import run_window  # noqa: PLC0415 - Qt only when needed
 
-        return run_window(args)
+        store, settings, problems = load_settings(args)
+        return run_window(args, store, settings, problems, runtime_options(args))
     except (SettingError, ControlServerError) as exc:
-        print(f"ditherapp: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"ditherapp: {exc}", file=sys.stderr)
         return 2
 
 
