@@ -230,7 +230,11 @@ class EventGuider:
     async def _deadline_passed(self, limit: float) -> DitherOutcome:
         still = "unknown"
         with contextlib.suppress(TimeoutError, Phd2RpcError):
-            still = "still settling" if await self.client.request("get_settling") else "idle"
+            still = (
+                "still settling"
+                if await self.client.request("get_settling", time_limit=2.0)
+                else "idle"
+            )
         return DitherOutcome(
             kind=OutcomeKind.TIMED_OUT,
             message=f"no SettleDone within {limit:.0f} s (PHD2 {still})",

@@ -1,0 +1,340 @@
+"""The PHD2 client and its dither operation over real loopback sockets, against the
+simulator (and, where exact control of the wire is needed, a scripted fake PHD2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from ditherapp.sim.phd2_sim import Phd2Simulator
+
+from ditherapp.core.dither import DitherRequest, OutcomeKind
+from ditherapp.core.errors import ConnectionLost
+from ditherapp.core.phd2 import events as ev
+from ditherapp.core.phd2.appstate import Phd2State
+from ditherapp.net.backoff import Backoff
+from ditherapp.net.guider import EventGuider
+from ditherapp.net.phd2_client import Phd2Client, Phd2RpcError
+
+FAST = 25.0  # simulated seconds per wall second
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Phd2Simulator]:
+    s = Phd2Simulator(event_port=0, legacy_port=None, time_scale=FAST, start="guiding", seed=7)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+@pytest.fixture
+async def client(sim: Phd2Simulator) -> AsyncIterator[Phd2Client]:
+    c = Phd2Client("127.0.0.1", sim.event_port, backoff=Backoff(first_s=0.05, cap_s=0.2))
+    task = asyncio.create_task(c.run())
+    await until(lambda: c.status.connected)
+    try:
+        yield c
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def quick(**overrides: float) -> DitherRequest:
+    values = {
+        "amount": 3.0,
+        "ra_only": False,
+        "settle_pixels": 1.5,
+        "settle_time": 2,
+        "settle_timeout": 30,
+    }
+    values.update(overrides)
+    return DitherRequest(**values)  # type: ignore[arg-type]
+
+
+async def test_connect_resyncs_state(client: Phd2Client) -> None:
+    assert client.status.state is Phd2State.GUIDING
+    assert client.status.settling is False
+    assert client.status.version.startswith("2.6")
+
+
+async def test_concurrent_requests_each_get_their_own_reply(client: Phd2Client) -> None:
+    results = await asyncio.gather(
+        client.request("get_app_state"),
+        client.request("get_exposure"),
+        client.request("get_paused"),
+        client.request("get_connected"),
+    )
+    assert results == ["Guiding", 1000, False, True]
+
+
+async def test_error_reply_raises_with_phd2s_code(client: Phd2Client) -> None:
+    with pytest.raises(Phd2RpcError) as info:
+        await client.request("no_such_method")
+    assert info.value.code == -32601
+
+
+async def test_events_reach_listeners(client: Phd2Client) -> None:
+    steps: list[ev.GuideStep] = []
+    client.add_event_listener(lambda e: steps.append(e) if isinstance(e, ev.GuideStep) else None)
+    await until(lambda: len(steps) >= 2)
+    assert steps[1].frame > steps[0].frame
+
+
+async def test_pending_requests_fail_at_once_when_the_link_drops(
+    sim: Phd2Simulator, client: Phd2Client
+) -> None:
+    sim.stall = True  # requests go unanswered
+    pending = asyncio.create_task(client.request("get_app_state"))
+    await asyncio.sleep(0.05)
+    sim.drop_connections()
+    with pytest.raises(ConnectionLost):
+        async with asyncio.timeout(3):
+            await pending
+    sim.stall = False
+
+
+async def test_request_time_limit(sim: Phd2Simulator, client: Phd2Client) -> None:
+    sim.stall = True
+    with pytest.raises(TimeoutError, match="get_app_state"):
+        await client.request("get_app_state", time_limit=0.2)
+    sim.stall = False
+
+
+async def test_reconnects_after_phd2_restarts(sim: Phd2Simulator, client: Phd2Client) -> None:
+    seen: list[bool] = []
+    client.add_link_listener(lambda s: seen.append(s.connected))
+    await sim.stop()
+    await until(lambda: not client.status.connected)
+    with pytest.raises(ConnectionLost):
+        await client.request("get_app_state")
+    await sim.start()
+    await until(lambda: client.status.connected)
+    assert await client.request("get_app_state") == "Guiding"
+    assert seen[0] is False
+    assert seen[-1] is True
+
+
+async def test_dither_settles(client: Phd2Client, sim: Phd2Simulator) -> None:
+    began: list[bool] = []
+    outcome = await EventGuider(client).dither(quick(), lambda: began.append(True))
+    assert outcome.kind is OutcomeKind.SETTLED, outcome
+    assert began == [True]
+    assert outcome.total_frames is not None
+    assert outcome.total_frames >= 2
+    assert sim.dither_windows[-1].end is not None
+
+
+async def test_dither_settle_failure_is_reported(client: Phd2Client, sim: Phd2Simulator) -> None:
+    sim.never_settle = True
+    outcome = await EventGuider(client).dither(quick(settle_timeout=3))
+    assert outcome.kind is OutcomeKind.SETTLE_FAILED
+    assert "timed-out" in outcome.message
+
+
+async def test_dither_refused_unless_guiding(client: Phd2Client) -> None:
+    await client.request("set_paused", [True])
+    outcome = await EventGuider(client).dither(quick())
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert outcome.message == "PHD2 is paused"
+    await client.request("stop_capture")
+    await until(lambda: client.status.state is Phd2State.STOPPED)
+    outcome = await EventGuider(client).dither(quick())
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert "not guiding" in outcome.message
+
+
+async def test_dither_refused_while_another_settles(client: Phd2Client) -> None:
+    guider = EventGuider(client)
+    first = asyncio.create_task(guider.dither(quick(settle_time=5)))
+    await until(lambda: client.status.settling)
+    second = await guider.dither(quick())
+    assert second.kind is OutcomeKind.REFUSED
+    assert second.message == "PHD2 is already settling"
+    assert (await first).kind is OutcomeKind.SETTLED
+
+
+async def test_dither_deadline_when_frames_stop(client: Phd2Client, sim: Phd2Simulator) -> None:
+    guider = EventGuider(client)
+    task = asyncio.create_task(guider.dither(quick(settle_timeout=1)))
+    await until(lambda: client.status.settling)
+    sim.stall = True  # no more frames: PHD2 would never report the timeout
+    import ditherapp.net.guider as guider_module
+
+    original = guider_module.MIN_DEADLINE_MARGIN_S
+    guider_module.MIN_DEADLINE_MARGIN_S = 0.5
+    try:
+        outcome = await asyncio.wait_for(task, 20)
+    finally:
+        guider_module.MIN_DEADLINE_MARGIN_S = original
+        sim.stall = False
+    assert outcome.kind is OutcomeKind.TIMED_OUT
+
+
+async def test_dither_lost_when_phd2_dies_mid_settle(
+    client: Phd2Client, sim: Phd2Simulator
+) -> None:
+    task = asyncio.create_task(EventGuider(client).dither(quick(settle_time=10)))
+    await until(lambda: client.status.settling)
+    sim.drop_connections()
+    outcome = await asyncio.wait_for(task, 3)
+    assert outcome.kind is OutcomeKind.LOST
+
+
+async def test_guide_from_stopped_settles(client: Phd2Client) -> None:
+    await client.request("stop_capture")
+    await until(lambda: client.status.state is Phd2State.STOPPED)
+    outcome = await EventGuider(client).guide(pixels=1.5, time_s=1, timeout_s=30)
+    assert outcome.kind is OutcomeKind.SETTLED
+    assert await client.request("get_app_state") == "Guiding"
+
+
+# ---------------------------------------------------------------- scripted fake PHD2
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[int]]]:
+    servers: list[asyncio.Server] = []
+
+    async def serve(script: Script) -> int:
+        server = await asyncio.start_server(script, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def line(obj: object) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\r\n").encode()
+
+
+VERSION = {"Event": "Version", "PHDVersion": "2.6.14", "PHDSubver": "", "OverlapSupport": True}
+
+
+async def read_request(reader: asyncio.StreamReader) -> dict[str, object]:
+    raw = await reader.readline()
+    obj = json.loads(raw)
+    assert isinstance(obj, dict)
+    return obj
+
+
+async def answer_resync(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    for result in ("Guiding", False):
+        req = await read_request(reader)
+        writer.write(line({"jsonrpc": "2.0", "result": result, "id": req["id"]}))
+
+
+async def test_out_of_order_replies_are_matched_by_id(scripted) -> None:
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        first = await read_request(reader)
+        second = await read_request(reader)
+        writer.write(line({"jsonrpc": "2.0", "result": "second", "id": second["id"]}))
+        writer.write(line({"jsonrpc": "2.0", "result": "first", "id": first["id"]}))
+        await reader.read()
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    task = asyncio.create_task(client.run())
+    await until(lambda: client.status.connected)
+    a = asyncio.create_task(client.request("set_connected", [True]))
+    await asyncio.sleep(0.01)
+    b = asyncio.create_task(client.request("get_app_state"))
+    assert await a == "first"
+    assert await b == "second"
+    task.cancel()
+
+
+async def test_truncated_line_is_skipped_and_the_next_read(scripted) -> None:
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        # PHD2 drops the rest of a line a slow reader could not take; the next line is
+        # glued onto the fragment.
+        writer.write(b'{"Event":"GuideStep","Frame":1,"Ti' + line({"Event": "SettleBegin"}))
+        writer.write(line({"Event": "StarLost", "Frame": 2}))
+        await reader.read()
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    seen: list[str] = []
+    client.add_event_listener(lambda e: seen.append(type(e).__name__))
+    task = asyncio.create_task(client.run())
+    await until(lambda: "StarLost" in seen)
+    assert client.status.bad_lines == 1
+    task.cancel()
+
+
+async def test_foreign_settle_done_is_not_taken_for_ours(scripted) -> None:
+    """Another client's settle ends while our dither request is on its way: that
+    SettleDone must not end our dither."""
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        for result in ("Guiding", False, 1000):  # preflight
+            req = await read_request(reader)
+            writer.write(line({"jsonrpc": "2.0", "result": result, "id": req["id"]}))
+        req = await read_request(reader)
+        assert req["method"] == "dither"
+        writer.write(line({"Event": "SettleDone", "Status": 1, "Error": "someone else's"}))
+        writer.write(line({"Event": "LockPositionSet", "X": 1.0, "Y": 2.0}))
+        writer.write(line({"Event": "GuidingDithered", "dx": 1.0, "dy": 0.5}))
+        writer.write(line({"Event": "SettleBegin"}))
+        writer.write(line({"jsonrpc": "2.0", "result": 0, "id": req["id"]}))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(line({"Event": "Settling", "Distance": 0.5, "Time": 1.0, "SettleTime": 2}))
+        writer.write(line({"Event": "SettleDone", "Status": 0, "TotalFrames": 3}))
+        await reader.read()
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    task = asyncio.create_task(client.run())
+    await until(lambda: client.status.connected)
+    outcome = await EventGuider(client).dither(quick())
+    assert outcome.kind is OutcomeKind.SETTLED
+    assert outcome.total_frames == 3
+    task.cancel()
+
+
+async def test_one_request_in_flight_without_overlap_support(scripted) -> None:
+    in_flight: list[int] = []
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line({"Event": "Version", "PHDVersion": "2.6.5", "PHDSubver": ""}))
+        await answer_resync(reader, writer)
+        for _ in range(3):
+            req = await read_request(reader)
+            # Nothing else may arrive before we answer (old PHD2 would lose it).
+            try:
+                async with asyncio.timeout(0.05):
+                    extra = await reader.readline()
+                in_flight.append(2 if extra else 1)
+            except TimeoutError:
+                in_flight.append(1)
+            writer.write(line({"jsonrpc": "2.0", "result": 0, "id": req["id"]}))
+        await reader.read()
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    task = asyncio.create_task(client.run())
+    await until(lambda: client.status.connected)
+    await asyncio.gather(*(client.request("get_exposure") for _ in range(3)))
+    assert in_flight == [1, 1, 1]
+    task.cancel()
