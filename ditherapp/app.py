@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phd2", metavar="HOST", help="computer PHD2 runs on (default 127.0.0.1)")
     p.add_argument("--phd2-instance", type=int, metavar="N", help="PHD2 instance number")
     p.add_argument("--phd2-port", type=int, metavar="P", help=argparse.SUPPRESS)
+    p.add_argument("--phd2-legacy-port", type=int, metavar="P", help=argparse.SUPPRESS)
     p.add_argument(
         "--phd2-backend",
         choices=("event", "legacy", "auto"),
@@ -113,8 +114,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         if not sep:
             raise SettingError(f"--set expects NAME=VALUE, got {item!r}")
         values[name.strip().lower()] = value
-    if args.phd2_port is not None and not 0 < args.phd2_port < 65536:
-        raise SettingError("--phd2-port must be from 1 to 65535")
+    for port in (args.phd2_port, args.phd2_legacy_port):
+        if port is not None and not 0 < port < 65536:
+            raise SettingError("PHD2 ports must be from 1 to 65535")
     if args.sim_cameras < 0 or args.sim_cameras > 8:
         raise SettingError("--sim-cameras must be from 0 to 8")
     if not 0.1 <= args.sim_time_scale <= 1000:
@@ -139,6 +141,7 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     )
     return RuntimeOptions(
         phd2_port=args.phd2_port,
+        legacy_port=args.phd2_legacy_port,
         simulate=args.simulate,
         sim_cameras=args.sim_cameras,
         sim_time_scale=args.sim_time_scale,

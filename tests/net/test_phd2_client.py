@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from ditherapp.sim.phd2_sim import Phd2Simulator
 
 from ditherapp.core.dither import DitherRequest, OutcomeKind
 from ditherapp.core.errors import ConnectionLost
@@ -17,6 +16,7 @@ from ditherapp.core.phd2.appstate import Phd2State
 from ditherapp.net.backoff import Backoff
 from ditherapp.net.guider import EventGuider
 from ditherapp.net.phd2_client import Phd2Client, Phd2RpcError
+from ditherapp.sim.phd2_sim import Phd2Simulator
 
 FAST = 25.0  # simulated seconds per wall second
 
