@@ -126,10 +126,16 @@ def _wire(messages):
 
 
 def _runtime_string(sharpcap):
-    implementation = getattr(sys, "implementation", None)
+    implementation = getattr(sys, "implementation", None)  # Python 3.3+
     name = getattr(implementation, "name", None)
+    if not name and sys.platform == "cli":
+        name = "ironpython"  # IronPython 2.7
     if not name:
-        name = "ironpython" if sys.platform == "cli" else "python"
+        try:
+            import platform
+            name = platform.python_implementation().lower()
+        except Exception:
+            name = "python"
     pretty = {"ironpython": "IronPython", "cpython": "CPython", "pypy": "PyPy"}
     text = "%s %s" % (pretty.get(name, name), sys.version.split()[0])
     try:
@@ -229,7 +235,8 @@ class DitherHook(object):
         self._threads = [control, io]
         control.start()
         io.start()
-        self._log("started (%s; app at %s:%s)" % (self._runtime, self._s.APP_HOST, self._s.APP_PORT))
+        self._log("started (%s; app at %s:%s)" % (
+            self._runtime, self._s.APP_HOST, self._s.APP_PORT))
 
     def stop(self, reason="stopped"):
         """Stop both threads; undo our pause; detach the handler; close the socket."""
@@ -255,16 +262,15 @@ class DitherHook(object):
 
     def shutdown(self):
         """Stop for good (the script is being run again, or removed)."""
-        if not _acquire(self._toggle_lock, 2 * JOIN_S + 1.0):
+        locked = _acquire(self._toggle_lock, 2 * JOIN_S + 1.0)
+        if not locked:
             self._log("a toggle is still running; shutting down anyway")
         try:
             self._retired = True
             self.stop("replaced")
         finally:
-            try:
+            if locked:
                 self._toggle_lock.release()
-            except Exception:
-                pass
 
     def toggle(self):
         """Turn the hook off or on (the toolbar button). Returns at once."""
@@ -291,8 +297,10 @@ class DitherHook(object):
         with self._lock:
             lines = [
                 "ditherapp hook %s, %s" % ("running" if self._running else "off", self._runtime),
-                "app %s:%s: %s" % (self._s.APP_HOST, self._s.APP_PORT,
-                                   "connected" if self._connected else "not connected"),
+                "app %s:%s: %s" % (
+                    self._s.APP_HOST, self._s.APP_PORT,
+                    "connected as %s" % (self._app_camera_id,) if self._connected
+                    else "not connected"),
                 "camera: %s; frames seen: %d; handler errors: %d" % (
                     self._cam_name, self._seq, self._handler_errors),
                 "paused: %s (by %s); our pause: %s" % (
@@ -469,8 +477,9 @@ class DitherHook(object):
             reason = "max_s"
             if limit >= self._s.HARD_CAP_S:
                 limit, reason = self._s.HARD_CAP_S, "hard_cap"
-            pause = {"id": msg.get("id"), "deadline": command["t"] + limit,
-                     "reason": reason, "conn": command["conn"]}
+            pause = {"id": msg.get("id"), "since": command["t"],
+                     "deadline": command["t"] + limit, "reason": reason,
+                     "conn": command["conn"]}
             if self._our_pause is not None:
                 self._our_pause = pause  # a fresh pause: new deadline, no pending resume
                 self._pending_resume = None
@@ -526,6 +535,8 @@ class DitherHook(object):
             self._release("watchdog", "disconnected")
         elif now >= pause["deadline"]:
             self._release("watchdog", pause["reason"])
+        elif now < pause["since"] - 1.0:
+            self._release("watchdog", "clock_changed")  # deadlines no longer mean anything
         elif now - last_rx >= self._s.APP_SILENT_S:
             self._release("watchdog", "app_silent")
 
@@ -598,7 +609,7 @@ class DitherHook(object):
                 self._wake_ctl.set()
             if outcome == "reconnect":
                 continue
-            if outcome != "stopped":
+            if outcome not in ("stopped", "unauthorized"):
                 self._notify("ditherapp hook: lost the connection to ditherapp; retrying")
             stop.wait(self._s.RECONNECT_MAX_S if outcome == "unauthorized" else backoff)
 
@@ -658,17 +669,18 @@ class DitherHook(object):
                 self._log("ditherapp closed the connection")
                 return "closed"
             buffer += data
-            while True:
-                end = buffer.find(newline)
-                if end < 0:
-                    break
+            outcome = None
+            end = buffer.find(newline)
+            while end >= 0 and not outcome:
                 line, buffer = buffer[:end], buffer[end + 1:]
-                outcome = self._on_line(line)
-                if outcome:
-                    return outcome
-            if len(buffer) > MAX_LINE:
+                outcome = "line_too_long" if end > MAX_LINE else self._on_line(line)
+                end = buffer.find(newline)
+            if not outcome and len(buffer) > MAX_LINE:
+                outcome = "line_too_long"
+            if outcome == "line_too_long":
                 self._log("ditherapp sent a line longer than %d bytes" % MAX_LINE)
-                return "line_too_long"
+            if outcome:
+                return outcome
         return "stopped"
 
     def _flush(self, sock):

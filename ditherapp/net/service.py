@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 NOTICE_HISTORY = 200
 
+KEEPALIVE_S = 2.5
+
 SaveSettings = Callable[[DitherSettings], None]
 
 
@@ -126,9 +128,20 @@ class DitherService:
     async def run(self) -> None:
         """Run the guider link until cancelled; on the way out, resume every camera."""
         try:
-            await self.guider.run()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.guider.run(), name="guider")
+                group.create_task(self._keepalive(), name="camera-keepalive")
         finally:
             self.shutdown()
+
+    async def _keepalive(self) -> None:
+        """Ping every camera agent: a paused agent resumes by itself after 10 s without a
+        word from us (so that a dead app never leaves it paused), and a settle can take
+        far longer than that."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            for link in list(self._links.values()):
+                link.send({"type": "ping"})
 
     def shutdown(self) -> None:
         """Fail open: every camera we paused is told to save again, at once."""

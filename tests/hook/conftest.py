@@ -5,6 +5,7 @@ The hook script is executed for real, the way SharpCap runs it, against these.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -74,10 +75,8 @@ class AppConnection:
         self._sock.sendall(line.encode() + b"\n")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._sock.close()
 
     def of_type(self, kind: str) -> list[Message]:

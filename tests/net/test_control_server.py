@@ -255,3 +255,26 @@ async def test_token_checked_on_first_message(app_parts) -> None:
         writer.close()
     finally:
         await server.close()
+
+
+async def test_paused_camera_hears_from_the_app_during_a_long_settle(
+    client_factory, app_parts, monkeypatch
+) -> None:
+    """Agents resume by themselves after 10 s of silence while paused; a settle can be
+    much longer, so the app must keep talking to them."""
+    import ditherapp.net.service as service_module
+
+    service, _, guider = app_parts
+    monkeypatch.setattr(service_module, "KEEPALIVE_S", 0.05)
+    keepalive = asyncio.create_task(service._keepalive())
+    try:
+        guider.auto_settle = False
+        cam = await client_factory()
+        await cam.call({"type": "hello", "role": "camera", "name": "cam"})
+        service.dither_now()
+        pause = await cam.recv_type("pause")
+        await cam.send({"type": "ack", "id": pause["id"]})
+        for _ in range(3):
+            assert (await cam.recv_type("ping", timeout=2))["type"] == "ping"
+    finally:
+        keepalive.cancel()
