@@ -121,7 +121,7 @@ async def test_reconnects_after_phd2_restarts(sim: Phd2Simulator, client: Phd2Cl
     await sim.start()
     await until(lambda: client.status.connected)
     assert await client.request("get_app_state") == "Guiding"
-    assert seen[0] is False
+    assert False in seen
     assert seen[-1] is True
 
 
@@ -207,15 +207,50 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 @pytest.fixture
 async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[int]]]:
     servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def serve(script: Script) -> int:
-        server = await asyncio.start_server(script, "127.0.0.1", 0)
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.append(task)
+            try:
+                await script(reader, writer)
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
         servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
     yield serve
     for server in servers:
         server.close()
+    for writer in writers:
+        writer.close()
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[Phd2Client], None]]:
+    """Run clients' supervisors for the test; cancel and await them afterwards."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(client: Phd2Client) -> None:
+        tasks.append(asyncio.create_task(client.run()))
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def line(obj: object) -> bytes:
@@ -238,7 +273,7 @@ async def answer_resync(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.write(line({"jsonrpc": "2.0", "result": result, "id": req["id"]}))
 
 
-async def test_out_of_order_replies_are_matched_by_id(scripted) -> None:
+async def test_out_of_order_replies_are_matched_by_id(scripted, running) -> None:
     async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(line(VERSION))
         await answer_resync(reader, writer)
@@ -250,17 +285,16 @@ async def test_out_of_order_replies_are_matched_by_id(scripted) -> None:
 
     port = await scripted(phd2)
     client = Phd2Client("127.0.0.1", port)
-    task = asyncio.create_task(client.run())
+    running(client)
     await until(lambda: client.status.connected)
     a = asyncio.create_task(client.request("set_connected", [True]))
     await asyncio.sleep(0.01)
     b = asyncio.create_task(client.request("get_app_state"))
     assert await a == "first"
     assert await b == "second"
-    task.cancel()
 
 
-async def test_truncated_line_is_skipped_and_the_next_read(scripted) -> None:
+async def test_truncated_line_is_skipped_and_the_next_read(scripted, running) -> None:
     async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(line(VERSION))
         await answer_resync(reader, writer)
@@ -274,13 +308,12 @@ async def test_truncated_line_is_skipped_and_the_next_read(scripted) -> None:
     client = Phd2Client("127.0.0.1", port)
     seen: list[str] = []
     client.add_event_listener(lambda e: seen.append(type(e).__name__))
-    task = asyncio.create_task(client.run())
+    running(client)
     await until(lambda: "StarLost" in seen)
     assert client.status.bad_lines == 1
-    task.cancel()
 
 
-async def test_foreign_settle_done_is_not_taken_for_ours(scripted) -> None:
+async def test_foreign_settle_done_is_not_taken_for_ours(scripted, running) -> None:
     """Another client's settle ends while our dither request is on its way: that
     SettleDone must not end our dither."""
 
@@ -305,15 +338,14 @@ async def test_foreign_settle_done_is_not_taken_for_ours(scripted) -> None:
 
     port = await scripted(phd2)
     client = Phd2Client("127.0.0.1", port)
-    task = asyncio.create_task(client.run())
+    running(client)
     await until(lambda: client.status.connected)
     outcome = await EventGuider(client).dither(quick())
     assert outcome.kind is OutcomeKind.SETTLED
     assert outcome.total_frames == 3
-    task.cancel()
 
 
-async def test_one_request_in_flight_without_overlap_support(scripted) -> None:
+async def test_one_request_in_flight_without_overlap_support(scripted, running) -> None:
     in_flight: list[int] = []
 
     async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -333,8 +365,7 @@ async def test_one_request_in_flight_without_overlap_support(scripted) -> None:
 
     port = await scripted(phd2)
     client = Phd2Client("127.0.0.1", port)
-    task = asyncio.create_task(client.run())
+    running(client)
     await until(lambda: client.status.connected)
     await asyncio.gather(*(client.request("get_exposure") for _ in range(3)))
     assert in_flight == [1, 1, 1]
-    task.cancel()
