@@ -49,7 +49,13 @@ def build_guider(settings: DitherSettings, options: RuntimeOptions) -> Guider:
         except ImportError:
             log.warning("the legacy backend is not available; using the event server")
         else:
-            return legacy.make_guider(backend, host=host, event_port=port, legacy_port=lport)
+            return legacy.make_guider(
+                backend,
+                host=host,
+                event_port=port,
+                legacy_port=lport,
+                poll_s=settings.legacypoll,
+            )
     return EventGuider(Phd2Client(host, port))
 
 

@@ -217,6 +217,11 @@ class Phd2Client:
                 await reading
         except* (OSError, ConnectionLost, TimeoutError) as errors:
             self._update(last_error=str(errors.exceptions[0]))
+            # On 3.11 a cancel arriving while the link fails can be swallowed by the task
+            # group; honour it, or run() would go on reconnecting after being cancelled.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
         finally:
             self._drop(writer)
 

@@ -208,6 +208,8 @@ class DitherService:
 
     def _apply_settings(self, new: DitherSettings, *, changed: list[str]) -> None:
         self._feed(m.SettingsChanged(settings=new))
+        if "legacypoll" in changed and hasattr(self.guider, "poll_s"):
+            self.guider.poll_s = new.legacypoll  # the legacy backends poll at this rate
         if self._save_settings is not None:
             try:
                 self._save_settings(new)

@@ -17,7 +17,7 @@ from ditherapp.core.dither import DitherRequest, OutcomeKind
 from ditherapp.core.errors import ConnectionLost, LocalProtocolError
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import Phd2State
-from ditherapp.core.phd2.legacy import Command
+from ditherapp.core.phd2.legacy import UNKNOWN_COMMAND_REPLY, Command
 from ditherapp.net.backoff import Backoff
 from ditherapp.net.guider import EventGuider
 from ditherapp.net.legacy import AutoGuider, LegacyGuider, make_guider
@@ -125,7 +125,7 @@ class FakeLegacyServer:
             if self.status not in (3, 4):
                 return 0
             return self.distances.pop(0) if len(self.distances) > 1 else self.distances[0]
-        return self.replies.get(command, 1)
+        return self.replies.get(command, UNKNOWN_COMMAND_REPLY)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -306,8 +306,8 @@ async def test_every_command_gets_its_reply(fake, guider, command):
 
 
 async def test_unknown_byte_replies_one(fake, guider):
-    # Not a Command: the wire path still carries it (PHD2 answers 1).
-    assert await guider._exchange(bytes([99]), "99", 1.0) == 1
+    # Not a Command: the wire path still carries it.
+    assert await guider._exchange(bytes([99]), "99", 1.0) == UNKNOWN_COMMAND_REPLY
 
 
 async def test_lock_position_sends_four_more_bytes(fake, guider):

@@ -18,7 +18,7 @@ import pytest
 from ditherapp.core.dither import DitherRequest, OutcomeKind
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import Phd2State
-from ditherapp.core.phd2.legacy import Command
+from ditherapp.core.phd2.legacy import UNKNOWN_COMMAND_REPLY, Command
 from ditherapp.net.backoff import Backoff
 from ditherapp.net.guider import EventGuider
 from ditherapp.net.legacy import AutoGuider, LegacyGuider
@@ -150,7 +150,7 @@ async def test_commands_and_replies_against_the_simulator(sim, guider):
     while await count() == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)  # 0 until the first frame is in
     assert frames[-1] > 0
-    assert await guider._exchange(bytes([99]), "99", 1.0) == 1  # unknown command
+    assert await guider._exchange(bytes([99]), "99", 1.0) == UNKNOWN_COMMAND_REPLY
     assert await guider.command(Command.MSG_FLIPRACAL) in (0, 1)
     assert await guider.command(Command.MSG_STOP) == 0
     await wait_until(lambda: sim.app_state == "Stopped", "the simulator to stop")
