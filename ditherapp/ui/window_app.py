@@ -27,7 +27,7 @@ from ditherapp.core.settings import DitherSettings
 from ditherapp.runtime import Runtime, RuntimeOptions
 from ditherapp.ui.bridge import ServiceBridge
 from ditherapp.ui.main_window import MainWindow
-from ditherapp.ui.qt_utils import app_icon, guard_singleton_refcounts
+from ditherapp.ui.qt_utils import app_icon
 from ditherapp.ui.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,6 @@ def run_window(
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication(sys.argv[:1])
-    guard_singleton_refcounts()
     app.setApplicationName("ditherapp")
     app.setOrganizationName("ditherapp")
     app.setDesktopFileName("ditherapp")

@@ -32,10 +32,7 @@ from ditherapp.net.phd2_client import LinkStatus
 from ditherapp.net.service import DitherService, ServiceEvent, SettingChanged
 from ditherapp.ui.bridge import ServiceBridge
 from ditherapp.ui.main_window import MainWindow
-from ditherapp.ui.qt_utils import guard_singleton_refcounts
 from ditherapp.ui.settings_store import SettingsStore
-
-guard_singleton_refcounts()
 
 WAIT_S = 10.0
 

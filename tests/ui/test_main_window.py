@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel
 
 from ditherapp.core.dither import OutcomeKind
 from ditherapp.ui.main_window import MainWindow
-from ditherapp.ui.qt_utils import ICON_NAME, guard_singleton_refcounts, resource_path
+from ditherapp.ui.qt_utils import ICON_NAME, resource_path
 from ditherapp.ui.theme import RED, THEMES
 from ditherapp.ui.window_app import ErrorReporter
 
@@ -258,11 +258,12 @@ class _Pinger(QObject):
     ping = Signal()
 
 
-def test_a_long_session_of_signals_cannot_run_out_of_true(qapp: QApplication) -> None:
-    """Every emit of PySide6 6.12.0 on CPython 3.11 costs True a reference; the guard
-    must cover more emits than a night of status ticks and plot redraws makes."""
-    guard_singleton_refcounts()
+def test_signals_do_not_leak_references_to_true(qapp: QApplication) -> None:
+    """PySide6 6.12.0 on CPython 3.11 took a reference from True on every emit, and a
+    night of status ticks and plot redraws ended in "Fatal Python error: bool_dealloc";
+    pyproject excludes that release. This fails if a PySide6 like it comes back."""
     pinger = _Pinger()
-    for _ in range(200_000):  # about 14 hours of status ticks
+    before = sys.getrefcount(True)
+    for _ in range(10_000):
         pinger.ping.emit()
-    assert sys.getrefcount(True) > 1_000_000
+    assert sys.getrefcount(True) > before - 100
