@@ -254,7 +254,7 @@ SPECS: tuple[SettingSpec, ...] = (
         default="127.0.0.1",
         group=Group.PHD2,
         live=False,
-        help="The computer PHD2 runs on. Changing it reconnects.",
+        help="The computer PHD2 runs on. Takes effect at the next start.",
     ),
     SettingSpec(
         name="phd2instance",
@@ -266,7 +266,7 @@ SPECS: tuple[SettingSpec, ...] = (
         group=Group.PHD2,
         live=False,
         help="PHD2's instance number: the event server listens on 4400 + instance - 1, "
-        "the legacy server on 4300 + instance - 1. Changing it reconnects.",
+        "the legacy server on 4300 + instance - 1. Takes effect at the next start.",
     ),
     SettingSpec(
         name="phd2backend",
@@ -277,7 +277,8 @@ SPECS: tuple[SettingSpec, ...] = (
         group=Group.PHD2,
         live=False,
         help="'event': PHD2's event server (JSON-RPC). 'legacy': the old one-byte socket "
-        "server. 'auto': the event server, falling back to the legacy port when only it answers.",
+        "server. 'auto': the event server, falling back to the legacy port when only it answers. "
+        "Takes effect at the next start.",
     ),
     SettingSpec(
         name="legacypoll",
