@@ -1,0 +1,213 @@
+"""Dither settings: one table of names, defaults and ranges, and messages a user can act on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ditherapp.core.settings import (
+    READ_ONLY,
+    SEED_NAMES,
+    SPEC_BY_NAME,
+    SPECS,
+    DitherSettings,
+    Kind,
+    SettingError,
+)
+
+
+def test_every_spec_default_equals_the_dataclass_default():
+    defaults = DitherSettings()
+    fields = {f.name for f in dataclasses.fields(DitherSettings)}
+    assert fields == set(SPEC_BY_NAME), "every setting has exactly one spec"
+    for spec in SPECS:
+        assert getattr(defaults, spec.name) == spec.default, spec.name
+        assert type(getattr(defaults, spec.name)) is type(spec.default), spec.name
+
+
+def test_every_default_passes_its_own_check():
+    for spec in SPECS:
+        assert spec.parse(spec.default) == spec.default, spec.name
+
+
+def test_the_seeds_socket_names_are_all_settings():
+    for name in SEED_NAMES:
+        assert name in SPEC_BY_NAME
+    assert DitherSettings().as_dict().keys() == SPEC_BY_NAME.keys()
+
+
+def test_specs_are_well_formed():
+    for spec in SPECS:
+        assert spec.label
+        assert spec.help
+        if spec.kind in (Kind.INT, Kind.FLOAT):
+            assert spec.minimum is not None
+            assert spec.maximum is not None
+            assert spec.minimum <= spec.default <= spec.maximum, spec.name
+        if spec.kind is Kind.CHOICE:
+            assert spec.default in spec.choices
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [
+        ("ditherevery", "20", 20),
+        ("ditherevery", " 20 ", 20),
+        ("ditherevery", 20, 20),
+        ("ditherevery", 20.0, 20),
+        ("ditherevery", "20.0", 20),
+        ("ditherevery", "1", 1),
+        ("ditherevery", 1000, 1000),
+        ("waitfornextframe", "false", False),
+        ("waitfornextframe", "False", False),
+        ("waitfornextframe", "True", True),
+        ("waitfornextframe", "true", True),
+        ("waitfornextframe", "0", False),
+        ("waitfornextframe", "1", True),
+        ("waitfornextframe", "yes", True),
+        ("waitfornextframe", "off", False),
+        ("waitfornextframe", True, True),
+        ("waitfornextframe", 0, False),
+        ("raonly", "TRUE", True),
+        ("settletarget", "1.5", 1.5),
+        ("settletarget", 1.5, 1.5),
+        ("settletarget", 2, 2.0),
+        ("settletarget", "0.1", 0.1),
+        ("maxpixels", "0", 0.0),
+        ("settledelay", "0", 0),
+        ("settlemax", "3600", 3600),
+        ("ditherminutes", "2.5", 2.5),
+        ("multicamera", "Primary", "primary"),
+        ("multicamera", " all ", "all"),
+        ("primarycamera", " ZWO ASI294MC ", "ZWO ASI294MC"),
+        ("phd2instance", "2", 2),
+    ],
+)
+def test_values_from_the_socket_the_ini_file_and_the_command_line(name, raw, value):
+    parsed = SPEC_BY_NAME[name].parse(raw)
+    assert parsed == value
+    assert type(parsed) is type(value)
+    assert DitherSettings().with_value(name, raw).get(name) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("ditherevery", "0", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", 1001, "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", "1.5", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", "ten", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", "", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", True, "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", [10], "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", "nan", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", "inf", "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", 10**400, "ditherevery must be a whole number from 1 to 1000"),
+        ("ditherevery", None, "ditherevery needs a value: a whole number from 1 to 1000"),
+        ("settletarget", "0", "settletarget must be a number from 0.1 to 50"),
+        ("settletarget", 10**400, "settletarget must be a number from 0.1 to 50"),
+        ("settletarget", None, "settletarget needs a value: a number from 0.1 to 50"),
+        ("settlemax", "0", "settlemax must be a whole number from 1 to 3600"),
+        ("maxpixels", "-1", "maxpixels must be a number from 0 to 100"),
+        ("waitfornextframe", "maybe", "waitfornextframe must be true or false"),
+        ("waitfornextframe", 2, "waitfornextframe must be true or false"),
+        ("waitfornextframe", None, "waitfornextframe needs a value: true or false"),
+        ("multicamera", "some", "multicamera must be one of all, primary"),
+        ("primarycamera", "two\nlines", "primarycamera must be one line of at most 256"),
+        ("primarycamera", "x" * 257, "primarycamera must be one line of at most 256"),
+        ("primarycamera", ["x"], "primarycamera must be text"),
+    ],
+    ids=lambda v: "huge" if isinstance(v, int) and v > 2**64 else None,
+)
+def test_refused_values_say_what_is_allowed(name, raw, message):
+    with pytest.raises(SettingError) as info:
+        SPEC_BY_NAME[name].parse(raw)
+    assert str(info.value).startswith(message)
+    with pytest.raises(SettingError):
+        DitherSettings().with_value(name, raw)
+
+
+def test_with_value_returns_a_copy_and_leaves_the_original_alone():
+    before = DitherSettings()
+    after = before.with_value("ditherevery", "20")
+    assert after.ditherevery == 20
+    assert before.ditherevery == 10
+    assert after.as_dict() == {**before.as_dict(), "ditherevery": 20}
+
+
+def test_ditherstring_is_read_only():
+    assert "ditherstring" in READ_ONLY
+    with pytest.raises(SettingError, match="ditherstring is read-only"):
+        DitherSettings().with_value("ditherstring", '{"method":"dither"}')
+
+
+def test_unknown_names_are_refused_by_name():
+    with pytest.raises(SettingError, match="unknown setting 'ditherEvery'"):
+        DitherSettings().with_value("ditherEvery", 10)
+    with pytest.raises(SettingError, match="unknown setting 'nope'"):
+        DitherSettings().get("nope")
+
+
+def test_from_mapping_reads_good_values_and_reports_bad_ones_with_the_default_used():
+    settings, problems = DitherSettings.from_mapping(
+        {
+            "ditherevery": "20",
+            "waitfornextframe": "false",
+            "settletarget": "banana",
+            "settlemax": "0",
+            "colour": "blue",
+            "ditherstring": "x",
+        }
+    )
+    assert settings.ditherevery == 20
+    assert settings.waitfornextframe is False
+    assert settings.settletarget == 2.0
+    assert settings.settlemax == 60
+    assert problems == [
+        "settletarget must be a number from 0.1 to 50; using the default 2.0",
+        "settlemax must be a whole number from 1 to 3600; using the default 60",
+        "ignored unknown setting 'colour'",
+        "ignored unknown setting 'ditherstring'",
+    ]
+
+
+def test_from_mapping_of_nothing_is_the_defaults():
+    assert DitherSettings.from_mapping({}) == (DitherSettings(), [])
+
+
+def test_from_mapping_round_trips_as_text():
+    custom = DitherSettings(ditherevery=7, raonly=True, settletarget=0.75, multicamera="primary")
+    text = {name: str(value) for name, value in custom.as_dict().items()}
+    assert DitherSettings.from_mapping(text) == (custom, [])
+
+
+@given(
+    name=st.sampled_from([s.name for s in SPECS]),
+    raw=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=30),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
+def test_parse_either_accepts_within_range_or_raises_a_setting_error(name, raw):
+    spec = SPEC_BY_NAME[name]
+    try:
+        value = spec.parse(raw)
+    except SettingError as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = None
+    if problem is not None:
+        assert problem.startswith(name), "the message names the setting"
+        return
+    if spec.kind in (Kind.INT, Kind.FLOAT):
+        assert spec.minimum is not None
+        assert spec.maximum is not None
+        assert spec.minimum <= value <= spec.maximum
+    assert spec.parse(value) == value
