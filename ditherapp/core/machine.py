@@ -30,6 +30,7 @@ Rules that keep frames safe (and the user's night productive):
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,6 +47,9 @@ DITHER_GUARD_MARGIN_S = 120.0
 PAUSE_MARGIN_S = 30.0
 """How much later than our own last-resort deadline a camera's fail-open limit (``max_s``)
 falls: its watchdog is for when ditherapp is gone, so it must not beat our deadline."""
+REFUSED_RETRY_S = 30.0
+"""After a dither was called off before the mount moved, wait this long before the next
+automatic attempt."""
 RESUME_GRACE_S = 30.0
 """How long past one exposure a camera may take to report that it is saving again."""
 
@@ -343,6 +347,7 @@ class DitherMachine:
         self._cycles = itertools.count(1)
         self._camera_numbers = itertools.count(1)
         self._timer: float | None = None
+        self._retry_at = -math.inf
 
     # ------------------------------------------------------------ entry point
 
@@ -402,6 +407,10 @@ class DitherMachine:
         cam = self.cameras.get(event.camera)
         if cam is None:
             cam = Camera(id=event.camera, name=event.name, order=len(self.cameras))
+            if any(c.connected and c.frames_saved for c in self.cameras.values()):
+                # Joining a session under way: do not hold the others back ("all") until
+                # this camera has its own ditherevery frames.
+                cam.frames_since = self.settings.ditherevery
             self.cameras[event.camera] = cam
         cam.connected = True
         cam.name = event.name
@@ -493,6 +502,8 @@ class DitherMachine:
     def _on_guider(self, event: GuiderUpdate, now: float, actions: list[Action]) -> None:
         was = self.guider
         self.guider = event
+        if self.phase is Phase.IDLE and self.refusal() is None:
+            self.skip_reason = None  # announce the next skip again, whatever its reason
         if was.connected and not event.connected:
             actions.append(Notify(level=Level.ALERT, message="lost the connection to PHD2"))
         elif event.connected and not was.connected:
@@ -562,7 +573,7 @@ class DitherMachine:
     # ------------------------------------------------------------ cycle steps
 
     def _maybe_start(self, now: float, actions: list[Action]) -> None:
-        if not self.settings.enabled or not self.is_due():
+        if not self.settings.enabled or not self.is_due() or now < self._retry_at:
             return
         reason = self.refusal()
         if reason is not None:
@@ -646,6 +657,10 @@ class DitherMachine:
         cycle.outcome = outcome
         cycle.finished_at = now
         self.last_outcome = outcome
+        if outcome.kind is OutcomeKind.REFUSED and cycle.trigger != "manual":
+            # Each attempt costs every camera its frame in progress: do not try again at
+            # every frame while whatever refused it lasts.
+            self._retry_at = now + REFUSED_RETRY_S
         if outcome.kind.moved:
             self.totals.dithers += 1
             for cam in self.cameras.values():

@@ -337,7 +337,12 @@ def test_no_confirmation_in_time_calls_the_dither_off_and_resumes_everyone(rig_c
     assert rig.phase is m.Phase.IDLE
     assert rig.machine.cameras["cam-1"].frames_since == 1, "counters kept: try again"
     assert rig.left_paused() == []
-    assert pick(m.SendPause, rig.frame("cam-1")), "the next frame tries again"
+    refused_at = rig.now
+    assert not pick(m.SendPause, rig.frame("cam-1")), "not at every frame: each try costs a frame"
+    rig.advance_until(m.SendPause)
+    assert refused_at + m.REFUSED_RETRY_S <= rig.now < refused_at + m.REFUSED_RETRY_S + 15, (
+        "tried again at the first frame after the back-off"
+    )
 
 
 def test_the_pause_lasts_longer_than_the_machine_can_keep_a_camera_paused(make, pick):
@@ -573,7 +578,10 @@ def test_a_refused_dither_does_not_reset_the_counters_and_is_retried(make, pick)
     rig.finish(K.REFUSED, message="Dither error")
     end_of_cycle(rig, within_s=0.0)
     assert rig.machine.cameras["cam-1"].frames_since == 2
-    assert pick(m.StartDither, rig.frame("cam-1")), "due again at the very next frame"
+    refused_at = rig.now
+    assert not pick(m.SendPause, rig.frame("cam-1")), "no new pause straight away"
+    rig.advance_until(m.StartDither)
+    assert rig.now >= refused_at + m.REFUSED_RETRY_S, "due again after the back-off"
 
 
 # ------------------------------------------------------------------ cameras coming and going
@@ -992,3 +1000,47 @@ def test_random_interleavings_never_raise_and_never_leave_a_camera_paused(rig_cl
     assert rig.left_paused() == []
     totals = rig.machine.totals
     assert totals.dithers + totals.failures >= len(rig.records()), "every cycle is counted"
+
+
+# ------------------------------------------------------------------ a night's details
+
+
+def _guiding(machine: m.DitherMachine, now: float = 0.0, state=None) -> None:
+    from ditherapp.core.phd2.appstate import Phd2State
+
+    machine.handle(
+        m.GuiderUpdate(connected=True, state=state or Phd2State.GUIDING, settling=False), now
+    )
+
+
+def test_a_skip_is_announced_again_after_phd2_was_fine_in_between():
+    from ditherapp.core.phd2.appstate import Phd2State
+    from ditherapp.core.settings import DitherSettings
+
+    machine = m.DitherMachine(DitherSettings(ditherevery=1))
+    machine.handle(m.CameraHello(camera="cam-1", name="Main"), 0.0)
+    _guiding(machine, state=Phd2State.LOOPING)
+
+    def skipped(now: float) -> list[str]:
+        actions = machine.handle(m.CameraFrame(camera="cam-1", exposure_s=1, saved=True), now)
+        return [a.message for a in actions if isinstance(a, m.Notify) and "skipped" in a.message]
+
+    assert skipped(1.0) == ["dither due but skipped: PHD2 is not guiding (state Looping)"]
+    assert skipped(2.0) == [], "said once, not at every frame"
+    _guiding(machine, 2.5)  # guiding again ...
+    _guiding(machine, 2.6, state=Phd2State.LOOPING)  # ... and lost again later in the night
+    assert skipped(3.0) == ["dither due but skipped: PHD2 is not guiding (state Looping)"]
+
+
+def test_a_camera_joining_a_session_under_way_does_not_hold_the_others_back():
+    from ditherapp.core.settings import DitherSettings
+
+    machine = m.DitherMachine(DitherSettings(ditherevery=3))
+    _guiding(machine)
+    machine.handle(m.CameraHello(camera="cam-1", name="Main"), 0.0)
+    for t in (1.0, 2.0):
+        machine.handle(m.CameraFrame(camera="cam-1", exposure_s=1, saved=True), t)
+    machine.handle(m.CameraHello(camera="cam-2", name="Late"), 2.5)
+    machine.handle(m.CameraCapture(camera="cam-2", capturing=True), 2.5)
+    actions = machine.handle(m.CameraFrame(camera="cam-1", exposure_s=1, saved=True), 3.0)
+    assert [a.camera for a in actions if isinstance(a, m.SendPause)] == ["cam-1", "cam-2"]
