@@ -43,7 +43,7 @@ from ditherapp.ui.theme import THEMES, State, Theme, apply_theme, set_state, the
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (1366, 768)
-SPLIT_SIZES = (300, 700, 366)
+SPLIT_SIZES = (340, 660, 366)
 """Settings, graphs, status: the middle takes what the window gains or loses."""
 
 

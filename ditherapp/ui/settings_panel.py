@@ -212,6 +212,10 @@ class SettingsPanel(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
+        # Never narrower than the fields: with no horizontal scroll bar, a squeezed panel
+        # would cut off the spin boxes' arrows and the combo boxes.
+        scrollbar = self.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(body.minimumSizeHint().width() + scrollbar + 2)
         self.show_all()
         bridge.settingChanged.connect(self.show_value)
 

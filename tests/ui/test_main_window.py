@@ -173,7 +173,7 @@ def test_switching_theme_restyles_everything_and_is_remembered(
 
 
 def test_the_layout_is_remembered(qtbot: Any, window: MainWindow, bridge: Any, store: Any) -> None:
-    window.main_split.setSizes([260, 740, 350])
+    window.main_split.setSizes([360, 640, 350])
     window.graph_split.setSizes([200, 300])
     graphs = window.graph_split.sizes()
     window.close()
@@ -181,7 +181,7 @@ def test_the_layout_is_remembered(qtbot: Any, window: MainWindow, bridge: Any, s
     qtbot.addWidget(again)
     again.show()
     settings, _, right = again.main_split.sizes()
-    assert (settings, right) == (260, 350), "the side panels keep their widths"
+    assert (settings, right) == (360, 350), "the side panels keep their widths"
     assert again.graph_split.sizes() == graphs
 
 
