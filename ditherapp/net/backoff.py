@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -22,3 +25,27 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+async def reconnect_forever(
+    session: Callable[[], Awaitable[None]],
+    *,
+    backoff: Backoff,
+    wake: asyncio.Event,
+    errors: tuple[type[BaseException], ...],
+    on_error: Callable[[str], None],
+    on_wait: Callable[[float], None],
+) -> None:
+    """Run ``session`` again and again (until cancelled), waiting out the backoff between
+    attempts; ``wake`` cuts a wait short (a user's "reconnect now")."""
+    while True:
+        try:
+            await session()
+        except errors as exc:
+            on_error(str(exc) or type(exc).__name__)
+        delay = backoff.next_delay()
+        on_wait(delay)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await wake.wait()

@@ -60,7 +60,7 @@ from ditherapp.core.phd2.legacy import (
     move_pixels,
     state_from_status,
 )
-from ditherapp.net.backoff import Backoff
+from ditherapp.net.backoff import Backoff, reconnect_forever
 from ditherapp.net.guider import EventGuider, Guider
 from ditherapp.net.phd2_client import Connector, LinkStatus, Phd2Client
 
@@ -202,17 +202,14 @@ class LegacyGuider:
 
     async def run(self) -> None:
         """Connect, poll, and reconnect for ever (until cancelled)."""
-        while True:
-            try:
-                await self._session()
-            except (OSError, TimeoutError) as exc:
-                self._update(last_error=str(exc) or type(exc).__name__)
-            delay = self._backoff.next_delay()
-            self._update(retry_at=self._clock() + delay)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+        await reconnect_forever(
+            self._session,
+            backoff=self._backoff,
+            wake=self._wake,
+            errors=(OSError, TimeoutError),
+            on_error=lambda reason: self._update(last_error=reason),
+            on_wait=lambda delay: self._update(retry_at=self._clock() + delay),
+        )
 
     async def _session(self) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):

@@ -21,7 +21,7 @@ from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import AppStateTracker, Phd2State
 from ditherapp.core.phd2.connection import Phd2Connection
 from ditherapp.core.phd2.rpc import JsonParams, RpcError, RpcResult
-from ditherapp.net.backoff import Backoff
+from ditherapp.net.backoff import Backoff, reconnect_forever
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +189,14 @@ class Phd2Client:
 
     async def run(self) -> None:
         """Connect, read, and reconnect for ever (until cancelled)."""
-        while True:
-            try:
-                await self._session()
-            except (OSError, TimeoutError, ConnectionLost) as exc:
-                self._update(last_error=str(exc) or type(exc).__name__)
-            delay = self._backoff.next_delay()
-            self._update(retry_at=time.monotonic() + delay)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+        await reconnect_forever(
+            self._session,
+            backoff=self._backoff,
+            wake=self._wake,
+            errors=(OSError, TimeoutError, ConnectionLost),
+            on_error=lambda reason: self._update(last_error=reason),
+            on_wait=lambda delay: self._update(retry_at=time.monotonic() + delay),
+        )
 
     async def _session(self) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
