@@ -151,10 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Any = None) -> int:
     client = ControlClient(args.host, args.port, args.token, args.timeout)
     try:
-        return _run(client, args, out)
+        return _run(client, args, out if out is not None else sys.stdout)
     finally:
         client.close()
 

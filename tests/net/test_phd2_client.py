@@ -369,3 +369,37 @@ async def test_one_request_in_flight_without_overlap_support(scripted, running) 
     await until(lambda: client.status.connected)
     await asyncio.gather(*(client.request("get_exposure") for _ in range(3)))
     assert in_flight == [1, 1, 1]
+
+
+async def test_guide_ends_on_calibration_failure_and_unsticks_phd2(scripted, running) -> None:
+    """PHD2 sends no SettleDone when calibration fails, and refuses every later guide
+    until stop_capture: the guide operation must end, and send it."""
+    methods: list[str] = []
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        while True:
+            req = await read_request(reader)
+            methods.append(str(req["method"]))
+            if req["method"] == "get_exposure":
+                writer.write(line({"jsonrpc": "2.0", "result": 1000, "id": req["id"]}))
+            elif req["method"] == "guide":
+                writer.write(line({"Event": "StartCalibration", "Mount": "On Camera"}))
+                writer.write(line({"jsonrpc": "2.0", "result": 0, "id": req["id"]}))
+                await writer.drain()
+                writer.write(line({"Event": "CalibrationFailed", "Reason": "star did not move"}))
+                writer.write(line({"Event": "LockPositionLost"}))
+            else:
+                writer.write(line({"jsonrpc": "2.0", "result": 0, "id": req["id"]}))
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    outcome = await asyncio.wait_for(
+        EventGuider(client).guide(pixels=1.5, time_s=5, timeout_s=60), 5
+    )
+    assert outcome.kind is OutcomeKind.SETTLE_FAILED
+    assert "star did not move" in outcome.message
+    await until(lambda: "stop_capture" in methods)
