@@ -126,10 +126,9 @@ def _legacy(obj: dict[str, Any]) -> Incoming:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message line. Integral floats go out as integers (``10``, not ``10.0``)."""
-    return (
-        json.dumps(_tidy(message), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        + "\n"
-    ).encode("utf-8")
+    text = json.dumps(_tidy(message), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # A lone surrogate (half a UTF-16 pair) cannot be UTF-8: send it as a JSON escape.
+    return (text + "\n").encode("utf-8", "backslashreplace")
 
 
 def _tidy(value: Any) -> Any:
@@ -157,4 +156,4 @@ def encode_legacy_reply(op: str, ok: bool, value: object) -> bytes:
     verb = op.upper() if op in ("get", "set") else str(op).upper()
     status = "OK" if ok else "FAIL"
     text = f"status : {verb} : {status} value : {legacy_value_text(value)}"
-    return (text.replace("\r", " ").replace("\n", " ") + "\r\n").encode("utf-8")
+    return (text.replace("\r", " ").replace("\n", " ") + "\r\n").encode("utf-8", "replace")

@@ -47,6 +47,8 @@ DITHER_GUARD_MARGIN_S = 120.0
 PAUSE_MARGIN_S = 30.0
 """How much later than our own last-resort deadline a camera's fail-open limit (``max_s``)
 falls: its watchdog is for when ditherapp is gone, so it must not beat our deadline."""
+UNKNOWN_EXPOSURE_S = 600.0
+"""The exposure assumed for a camera that has not reported a frame yet."""
 REFUSED_RETRY_S = 30.0
 """After a dither was called off before the mount moved, wait this long before the next
 automatic attempt."""
@@ -456,6 +458,7 @@ class DitherMachine:
             return
         if event.by == "user":
             cam.paused_by_user = event.paused
+            self._maybe_resumed(now, actions)
         elif event.by == "watchdog":
             cam.paused_by_app = False
             cam.last_watchdog_reason = event.reason
@@ -682,7 +685,10 @@ class DitherMachine:
         longest = 0.0
         for cid, member in cycle.members.items():
             cam = self.cameras[cid]
-            longest = max(longest, cam.last_exposure_s)
+            # Until a frame told us, assume a long exposure: giving up on the frame
+            # boundary too early would save the frame that overlapped the settle.
+            exposure = cam.last_exposure_s or UNKNOWN_EXPOSURE_S
+            longest = max(longest, exposure)
             if not cam.connected:
                 member.resumed_at = member.resumed_at or now
                 continue
@@ -692,7 +698,7 @@ class DitherMachine:
                     camera=cid,
                     command_id=member.resume_id,
                     after_next_frame=after_next_frame,
-                    max_wait_s=cam.last_exposure_s + RESUME_GRACE_S,
+                    max_wait_s=exposure + RESUME_GRACE_S,
                 )
             )
         wait = longest if after_next_frame else 0.0
@@ -716,7 +722,11 @@ class DitherMachine:
         cycle = self.cycle
         if cycle is None or self.phase is not Phase.RESUMING:
             return
-        if all(m.resumed_at is not None for m in cycle.members.values()):
+        # A camera the user paused will not report saving again until the user says so.
+        if all(
+            member.resumed_at is not None or self.cameras[cid].paused_by_user
+            for cid, member in cycle.members.items()
+        ):
             self._complete(now, actions)
 
     def _complete(self, now: float, actions: list[Action]) -> None:

@@ -81,7 +81,7 @@ class SettingSpec:
                 if not isinstance(raw, str | int | float) or isinstance(raw, bool):
                     raise SettingError(f"{self.name} must be text")
                 text = str(raw).strip()
-                if len(text) > 256 or any(ord(c) < 32 for c in text):
+                if len(text) > 256 or any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in text):
                     raise SettingError(f"{self.name} must be one line of at most 256 characters")
                 return text
 
@@ -217,7 +217,7 @@ SPECS: tuple[SettingSpec, ...] = (
         kind=Kind.INT,
         default=60,
         minimum=1,
-        maximum=3600,
+        maximum=600,
         unit="s",
         help="The longest PHD2 may take to settle. Once this limit is reached the dither ends "
         "as failed and saving resumes anyway (SimpleDither's SettleMaximum).",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -39,13 +42,18 @@ async def reconnect_forever(
     """Run ``session`` again and again (until cancelled), waiting out the backoff between
     attempts; ``wake`` cuts a wait short (a user's "reconnect now")."""
     while True:
+        wake.clear()  # a "reconnect now" from here on cuts the next wait short
         try:
             await session()
         except errors as exc:
             on_error(str(exc) or type(exc).__name__)
+        except Exception as exc:
+            # Whatever went wrong, the link must come back: one odd failure (an old
+            # PHD2's reply, a host name that does not encode) may not end it for good.
+            log.exception("unexpected failure of the connection")
+            on_error(f"{type(exc).__name__}: {exc}")
         delay = backoff.next_delay()
         on_wait(delay)
-        wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await wake.wait()

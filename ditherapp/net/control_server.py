@@ -80,6 +80,7 @@ class Session:
         except asyncio.QueueFull:
             log.warning("control client %d is not reading; dropping it", self.number)
             self.close()
+            self.writer.transport.abort()  # its unsent data would keep the socket open
 
     def is_closing(self) -> bool:
         return self.closing
@@ -91,7 +92,7 @@ class Session:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
         if self.queue.full():
-            self.writer.close()
+            self.writer.transport.abort()
 
 
 class ControlServer:
@@ -245,8 +246,10 @@ class ControlServer:
                 continue
             if not data:
                 return
-            first = False
-            for item in decoder.feed(data):
+            items = decoder.feed(data)
+            if items:
+                first = False  # half a line does not buy a client more time
+            for item in items:
                 self._handle(session, item)
                 if session.is_closing():  # _handle may have closed it
                     return
@@ -262,6 +265,10 @@ class ControlServer:
 
     def _handle(self, session: Session, item: proto.Incoming) -> None:
         if isinstance(item, proto.Fault):
+            if not session.authorised:
+                session.send(proto.error("unauthorized", "a valid token is required"))
+                session.close()
+                return
             session.send(item.reply())
             if item.close:
                 session.close()

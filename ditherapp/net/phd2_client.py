@@ -240,7 +240,10 @@ class Phd2Client:
         """After a connect (or a lost line): ask rather than guess."""
         state = await self.request("get_app_state")
         self._tracker.set(Phd2State.parse(state))
-        settling = await self.request("get_settling")
+        try:
+            settling = await self.request("get_settling")
+        except Phd2RpcError:
+            settling = False  # PHD2 before 2.6.4 has no get_settling
         self._settling = bool(settling)
         version = self._conn.version
         self._update(

@@ -116,6 +116,7 @@ class DitherService:
         self._timer: asyncio.TimerHandle | None = None
         self._dither_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self.notices: deque[Notice] = deque(maxlen=NOTICE_HISTORY)
         self.settle: SettleProgress | None = None
         self.last_settle: SettleProgress | None = None
@@ -145,6 +146,7 @@ class DitherService:
 
     def shutdown(self) -> None:
         """Fail open: every camera we paused is told to save again, at once."""
+        self._stopping = True
         cycle = self.machine.cycle
         if cycle is not None:
             for camera in cycle.members:
@@ -271,7 +273,15 @@ class DitherService:
             )
         elif kind == "ack":
             command_id = _int_or_none(message.get("id"))
-            if command_id is not None:
+            if message.get("ok") is False:
+                # The agent could not do it (e.g. setting Paused failed): not a
+                # confirmation. The machine's deadline calls the dither off.
+                self._notice(
+                    m.Level.WARNING,
+                    f"camera {camera} could not carry out command {command_id}: "
+                    f"{str(message.get('error'))[:80]}",
+                )
+            elif command_id is not None:
                 self._feed(m.CameraAck(camera=camera, command_id=command_id))
 
     # ---------------------------------------------------------------- the machine
@@ -293,14 +303,14 @@ class DitherService:
                     camera,
                     {"type": "resume", "id": cid, "after_next_frame": anf, "max_wait_s": w},
                 )
-            case m.StartDither(request=request):
+            case m.StartDither(request=request) if not self._stopping:
                 self._start_dither(request)
             case m.CancelDither():
                 if self._dither_task is not None:
                     self._dither_task.cancel()
                     self._dither_task = None
                 self._end_settle()
-            case m.SetTimer(at=at):
+            case m.SetTimer(at=at) if not self._stopping:
                 self._arm(at)
             case m.Record(entry=entry):
                 self._record(entry)
@@ -326,9 +336,10 @@ class DitherService:
         self._timer = None
         self._feed(m.Tick())
         cycle = self.machine.cycle
-        if cycle is not None and self._timer is None and cycle.deadline <= self._clock():
-            # The clock may run a hair behind call_later; check again shortly.
-            self._arm(self._clock() + 0.05)
+        if cycle is not None and self._timer is None:
+            # The machine thinks its timer is armed; a timer that fired early (Qt's and
+            # Windows' timers do) must not be lost, or the cycle would never end.
+            self._arm(max(cycle.deadline, self._clock() + 0.05))
 
     def _start_dither(self, request: DitherRequest) -> None:
         self.settle = SettleProgress(
@@ -470,10 +481,20 @@ class DitherService:
         }
 
 
+MAX_EXPOSURE_S = 86_400.0
+
+
 def _number(value: object, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return max(0.0, float(value))
-    return default
+    """A camera's number, within sense: a day at most, never negative or infinite."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    if not math.isfinite(number):
+        return default
+    return min(MAX_EXPOSURE_S, max(0.0, number))
 
 
 def _int_or_none(value: object) -> int | None:

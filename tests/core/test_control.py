@@ -286,3 +286,11 @@ PIECES = st.sampled_from(
 def test_json_like_noise_never_raises_however_it_is_split(data, chunk):
     dec = ControlDecoder()
     feed_all(dec, data, chunk)
+
+
+def test_a_lone_surrogate_cannot_break_encoding():
+    """A camera named with half a UTF-16 pair must not stop every status reply."""
+    import json
+
+    data = encode({"type": "welcome", "camera": "cam\ud800"})
+    assert json.loads(data)["camera"] == "cam\ud800"

@@ -1044,3 +1044,48 @@ def test_a_camera_joining_a_session_under_way_does_not_hold_the_others_back():
     machine.handle(m.CameraCapture(camera="cam-2", capturing=True), 2.5)
     actions = machine.handle(m.CameraFrame(camera="cam-1", exposure_s=1, saved=True), 3.0)
     assert [a.camera for a in actions if isinstance(a, m.SendPause)] == ["cam-1", "cam-2"]
+
+
+def _one_cycle_to_resume(machine: m.DitherMachine, exposure_s: float | None) -> list[m.Action]:
+    from ditherapp.core.dither import DitherOutcome, OutcomeKind
+
+    _guiding(machine)
+    machine.handle(m.CameraHello(camera="cam-1", name="Main"), 0.0)
+    if exposure_s is not None:
+        machine.handle(m.CameraFrame(camera="cam-1", exposure_s=exposure_s, saved=False), 0.5)
+    (pause,) = [a for a in machine.handle(m.DitherNow(), 1.0) if isinstance(a, m.SendPause)]
+    machine.handle(m.CameraAck(camera="cam-1", command_id=pause.command_id), 1.1)
+    return machine.handle(
+        m.DitherFinished(outcome=DitherOutcome(kind=OutcomeKind.SETTLED, settle_s=5.0)), 6.0
+    )
+
+
+def test_resume_waits_long_enough_when_the_exposure_is_not_known_yet():
+    """Giving up on the frame boundary too early would save the frame that overlapped
+    the settle; before the first frame the exposure is unknown, so assume a long one."""
+    from ditherapp.core.settings import DitherSettings
+
+    actions = _one_cycle_to_resume(m.DitherMachine(DitherSettings()), exposure_s=None)
+    (resume,) = [a for a in actions if isinstance(a, m.SendResume)]
+    assert resume.max_wait_s >= 600
+    actions = _one_cycle_to_resume(m.DitherMachine(DitherSettings()), exposure_s=120.0)
+    (resume,) = [a for a in actions if isinstance(a, m.SendResume)]
+    assert resume.max_wait_s == 120.0 + m.RESUME_GRACE_S
+
+
+def test_a_camera_the_user_paused_does_not_hold_up_the_end_of_the_cycle():
+    from ditherapp.core.settings import DitherSettings
+
+    machine = m.DitherMachine(DitherSettings())
+    _guiding(machine)
+    machine.handle(m.CameraHello(camera="cam-1", name="Main"), 0.0)
+    machine.handle(m.CameraPaused(camera="cam-1", paused=True, by="user"), 0.2)
+    (pause,) = [a for a in machine.handle(m.DitherNow(), 1.0) if isinstance(a, m.SendPause)]
+    machine.handle(m.CameraAck(camera="cam-1", command_id=pause.command_id), 1.1)
+    from ditherapp.core.dither import DitherOutcome, OutcomeKind
+
+    actions = machine.handle(
+        m.DitherFinished(outcome=DitherOutcome(kind=OutcomeKind.SETTLED, settle_s=5.0)), 6.0
+    )
+    assert any(isinstance(a, m.Record) for a in actions), "cycle over at once"
+    assert machine.phase is m.Phase.IDLE

@@ -78,7 +78,7 @@ def test_specs_are_well_formed():
         ("settletarget", "0.1", 0.1),
         ("maxpixels", "0", 0.0),
         ("settledelay", "0", 0),
-        ("settlemax", "3600", 3600),
+        ("settlemax", "600", 600),
         ("ditherminutes", "2.5", 2.5),
         ("multicamera", "Primary", "primary"),
         ("multicamera", " all ", "all"),
@@ -110,7 +110,7 @@ def test_values_from_the_socket_the_ini_file_and_the_command_line(name, raw, val
         ("settletarget", "0", "settletarget must be a number from 0.1 to 50"),
         ("settletarget", 10**400, "settletarget must be a number from 0.1 to 50"),
         ("settletarget", None, "settletarget needs a value: a number from 0.1 to 50"),
-        ("settlemax", "0", "settlemax must be a whole number from 1 to 3600"),
+        ("settlemax", "0", "settlemax must be a whole number from 1 to 600"),
         ("maxpixels", "-1", "maxpixels must be a number from 0 to 100"),
         ("waitfornextframe", "maybe", "waitfornextframe must be true or false"),
         ("waitfornextframe", 2, "waitfornextframe must be true or false"),
@@ -168,7 +168,7 @@ def test_from_mapping_reads_good_values_and_reports_bad_ones_with_the_default_us
     assert settings.settlemax == 60
     assert problems == [
         "settletarget must be a number from 0.1 to 50; using the default 2.0",
-        "settlemax must be a whole number from 1 to 3600; using the default 60",
+        "settlemax must be a whole number from 1 to 600; using the default 60",
         "ignored unknown setting 'colour'",
         "ignored unknown setting 'ditherstring'",
     ]
