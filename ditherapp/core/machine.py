@@ -613,12 +613,21 @@ class DitherMachine:
         self, cam: Camera, cycle: Cycle, now: float, actions: list[Action], *, acked: bool
     ) -> None:
         command_id = next(self._ids)
-        cycle.members[cam.id] = _Member(
-            pause_id=command_id,
-            paused_at=now,
-            frames_since_last=cam.frames_since,
-            acked=acked,
-        )
+        member = cycle.members.get(cam.id)
+        if member is None:
+            cycle.members[cam.id] = _Member(
+                pause_id=command_id,
+                paused_at=now,
+                frames_since_last=cam.frames_since,
+                acked=acked,
+            )
+        else:
+            # Back after dropping out mid-cycle: the same member, paused again; what it
+            # did not save before it dropped still counts.
+            member.pause_id = command_id
+            member.acked = acked
+            member.resume_id = None
+            member.resumed_at = None
         max_s = (
             PAUSE_ACK_TIMEOUT_S
             + cycle.request.settle_timeout

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
@@ -62,29 +62,43 @@ class _SettleWatch:
     """Binds the SettleBegin/SettleDone that belong to our own request.
 
     Registered before the request is written (PHD2 sends SettleBegin before the reply).
-    A SettleDone seen before our reply belongs to someone else's settle (another
-    client, PHD2's own dither button) and is ignored; the first one after the reply
-    is ours. ``accept_early`` is for ``guide``, whose SettleDone can precede its reply.
+    Once our SettleBegin has come, the next SettleDone is ours: PHD2 refuses a dither
+    while another settle runs, and a legacy or manual dither that interrupts ours ends
+    ours first. A SettleDone before our SettleBegin belongs to someone else's settle
+    (another client, PHD2's own dither button) and is forgotten when a SettleBegin
+    comes. The reply and the SettleDone may be read in one chunk, before the request's
+    caller runs again, so a SettleDone is kept until ``replied`` decides.
+    ``accept_early`` is for ``guide``, whose SettleDone can precede its reply.
     """
 
     def __init__(self, on_begin: Callable[[], None], *, accept_early: bool = False) -> None:
         self.done: asyncio.Future[ev.SettleDone] = asyncio.get_running_loop().create_future()
-        self.replied = False
         self.began_at: float | None = None
         self.calibration_failed: str | None = None
+        self._replied = False
+        self._pending: ev.SettleDone | None = None
         self._on_begin = on_begin
         self._accept_early = accept_early
+
+    def replied(self) -> None:
+        """PHD2 accepted our request."""
+        self._replied = True
+        if self._pending is not None and self.began_at is not None and not self.done.done():
+            self.done.set_result(self._pending)
 
     def __call__(self, event: ev.Phd2Event) -> None:
         if self.done.done():
             return
         if isinstance(event, ev.SettleBegin):
             self.began_at = time.monotonic()
+            self._pending = None  # any earlier SettleDone was someone else's
             with contextlib.suppress(Exception):
                 self._on_begin()
         elif isinstance(event, ev.SettleDone):
-            if self.replied or self._accept_early:
+            if self._replied or self._accept_early:
                 self.done.set_result(event)
+            else:
+                self._pending = event
         elif isinstance(event, ev.CalibrationFailed) and self._accept_early:
             self.calibration_failed = event.reason or "calibration failed"
             self.done.set_result(
@@ -99,6 +113,7 @@ class EventGuider:
 
     def __init__(self, client: Phd2Client) -> None:
         self.client = client
+        self._checks: set[asyncio.Task[None]] = set()
 
     @property
     def status(self) -> LinkStatus:
@@ -196,9 +211,17 @@ class EventGuider:
         watch = _SettleWatch(on_settle_started, accept_early=accept_early)
         remove = client.add_event_listener(watch)
 
+        bad_lines = client.status.bad_lines
+
         def on_link(status: LinkStatus) -> None:
+            nonlocal bad_lines
             if not status.connected and not watch.done.done():
                 watch.done.set_exception(ConnectionLost("the connection to PHD2 dropped"))
+            elif status.bad_lines != bad_lines:
+                # PHD2 drops what a slow reader cannot take: the lost line may have been
+                # our SettleDone. Ask rather than wait for our deadline.
+                bad_lines = status.bad_lines
+                self._spawn(self._check_still_settling(watch))
 
         remove_link = client.add_link_listener(on_link)
         started = time.monotonic()
@@ -210,8 +233,11 @@ class EventGuider:
                     return _outcome(watch.done.result(), watch.began_at or started)
                 return DitherOutcome(kind=OutcomeKind.REFUSED, message=exc.message)
             except TimeoutError as exc:
-                return DitherOutcome(kind=OutcomeKind.TIMED_OUT, message=str(exc))
-            watch.replied = True
+                # The reply may be what was lost: if the settle began, PHD2 took it.
+                if watch.began_at is None:
+                    return DitherOutcome(kind=OutcomeKind.TIMED_OUT, message=str(exc))
+                log.warning("no reply to %s, but PHD2 began to settle: waiting for it", method)
+            watch.replied()
             limit = timeout_s + deadline_margin(exposure_s)
             try:
                 async with asyncio.timeout(limit):
@@ -226,6 +252,21 @@ class EventGuider:
                 watch.done.cancel()
             elif not watch.done.cancelled():
                 watch.done.exception()  # mark it retrieved, whatever it was
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="phd2-settle-check")
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check_still_settling(self, watch: _SettleWatch) -> None:
+        try:
+            settling = await self.client.request("get_settling", time_limit=5.0)
+        except (ConnectionLost, TimeoutError, Phd2RpcError):
+            return
+        if not settling and watch.began_at is not None and not watch.done.done():
+            watch.done.set_result(
+                ev.SettleDone(status=1, error="PHD2's SettleDone was lost; the settle is over")
+            )
 
     async def _deadline_passed(self, limit: float) -> DitherOutcome:
         still = "unknown"

@@ -1,0 +1,298 @@
+"""A night compressed into a minute or two: 2000 dither cycles with two cameras on the
+real service, control socket and PHD2 client, against the simulator running 200 times
+faster than life, with a fault from a seeded random draw in about one cycle in seven.
+
+What a user would check in the morning:
+
+* no camera was left paused, and the app never crashed (no error was logged, a
+  controller was answered all night);
+* every frame is accounted for: each frame a camera did not save was held by a dither
+  cycle, and the ledger's ``frames_not_saved`` adds up to exactly the frames the cameras
+  reported unsaved; the only unsaved frames the ledger cannot know are the reports that
+  died with a killed camera agent;
+* no saved frame was exposing while PHD2 dithered or settled, except around the faults
+  that make the app fail open (PHD2 lost, a camera reconnecting mid-dither).
+
+Why real sockets and real time, not a fake guider in virtual time: the races that lose a
+camera's pause live in the socket layers (the control server's queues, the PHD2 client's
+reconnect, the agents' watchdogs), and a virtual-time harness would drive none of them.
+The price is a few fixed real-time waits per fault (the PHD2 client's first reconnect
+delay of about a second, its ten-second deadline when a SettleDone is lost), so the
+faults that cost them are drawn rarely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+from ditherapp.core import machine
+from ditherapp.core.machine import Phase
+from ditherapp.net import guider, phd2_client
+from ditherapp.net.backoff import Backoff
+from ditherapp.net.service import DitherRecorded
+from ditherapp.sim.phd2_model import Pause
+
+SCALE = 200.0
+CYCLES = int(os.environ.get("DITHERAPP_SOAK_CYCLES", "2000"))
+SEED = int(os.environ.get("DITHERAPP_SOAK_SEED", "20261121"))
+
+SOAK_SETTINGS = {
+    "ditherevery": 1,
+    "settledelay": 1,
+    "settlemax": 5,
+    "maxpixels": 1,
+    "settletarget": 1.5,
+    "waitfornextframe": True,
+}
+"""A dither after every frame; at 200x a settle takes a few 5 ms guide frames, and
+PHD2's own settle timeout (5 simulated seconds) passes in 25 ms."""
+
+# (fault, weight, phase it strikes in); the remaining weight is "no fault".
+FAULTS = [
+    ("never_settle", 30, Phase.PAUSING),
+    ("lose_star", 25, Phase.SETTLING),
+    ("brief_stall", 25, Phase.SETTLING),
+    ("garbage", 25, Phase.SETTLING),
+    ("camera_killed", 20, Phase.SETTLING),
+    ("camera_killed_early", 10, Phase.PAUSING),
+    ("phd2_paused", 15, Phase.PAUSING),
+    ("truncated_line", 3, Phase.SETTLING),
+    ("phd2_dropped", 4, Phase.SETTLING),
+    ("phd2_killed", 4, Phase.SETTLING),
+]
+NO_FAULT_WEIGHT = 1000 - sum(w for _, w, _ in FAULTS)
+FAIL_OPEN = {"phd2_dropped", "phd2_killed", "camera_killed", "camera_killed_early"}
+"""Faults after which a frame saved while PHD2 still settles is the designed price."""
+
+GARBAGE = [
+    b"\x00\x01\x02 not json at all",
+    b'{"Event":"GuideStep","Frame":',
+    b"\xff\xfe\xfd",
+    b"[1,2,3]",
+    b'{"Event":"GuideStep","Frame":"x"}',
+    b'{"Event":"NewFancyEvent","X":[1,2]}',
+]
+
+
+@dataclass
+class Chaos:
+    world: object
+    rng: random.Random
+    injected: Counter = field(default_factory=Counter)
+    tainted: list[tuple[float, float | None]] = field(default_factory=list)
+    """(from, to) monotonic intervals in which a fail-open fault was active."""
+    tasks: set = field(default_factory=set)
+    planned: tuple[int, str, Phase] | None = None
+    cleanup: list = field(default_factory=list)
+    kills: Counter = field(default_factory=Counter)
+    running: bool = True
+
+    def on_event(self, event) -> None:
+        machine = self.world.service.machine
+        if isinstance(event, DitherRecorded):
+            self._cycle_over()
+            return
+        cycle = machine.cycle
+        if cycle is None or not self.running:
+            return
+        if self.planned is None or self.planned[0] != cycle.number:
+            self.planned = (cycle.number, *self._draw())
+        number, fault, phase = self.planned
+        if fault and machine.phase is phase:
+            self.planned = (number, "", phase)
+            self._inject(fault)
+
+    def _draw(self) -> tuple[str, Phase]:
+        pick = self.rng.randrange(1000)
+        if pick < NO_FAULT_WEIGHT:
+            return "", Phase.IDLE
+        pick -= NO_FAULT_WEIGHT
+        for name, weight, phase in FAULTS:
+            if pick < weight:
+                return name, phase
+            pick -= weight
+        raise AssertionError("weights")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _inject(self, fault: str) -> None:
+        world = self.world
+        sim = world.sim
+        if sim.stall or sim._runner is None:
+            return  # PHD2 is already down or frozen by an earlier fault
+        self.injected[fault] += 1
+        now = time.monotonic()
+        if fault in FAIL_OPEN:
+            self.tainted.append((now, None))
+        match fault:
+            case "never_settle":
+                sim.never_settle = True
+                self.cleanup.append(lambda: setattr(sim, "never_settle", False))
+            case "lose_star":
+                sim.lose_star(self.rng.randint(1, 3))
+            case "brief_stall":
+                sim.stall = True
+                asyncio.get_running_loop().call_later(0.02, setattr, sim, "stall", False)
+            case "garbage":
+                for line in self.rng.sample(GARBAGE, 3):
+                    world.proxy.inject(line + b"\r\n")
+            case "truncated_line":
+                sim.truncate_next_line()
+            case "camera_killed" | "camera_killed_early":
+                self._spawn(self._kill_camera(self.rng.choice(world.cameras)))
+            case "phd2_paused":
+                sim.model.set_paused(Pause.GUIDING)
+                self.cleanup.append(lambda: sim.model.set_paused(Pause.NONE))
+            case "phd2_dropped":
+                sim.drop_connections()
+            case "phd2_killed":
+                self._spawn(self._restart_phd2())
+
+    async def _kill_camera(self, camera) -> None:
+        if not self.world.is_running(camera):
+            return  # already dead: an earlier fault killed it
+        self.kills[camera.name] += 1
+        machine = self.world.service.machine
+        number = machine.cycle.number if machine.cycle else None
+        await self.world.kill_camera(camera)
+        # It comes back once this cycle is over: a camera rejoining the same cycle loses
+        # its earlier unsaved frames from the ledger (a known bug, see
+        # test_camera_faults.py), which would hide any other accounting error here.
+        while machine.cycle is not None and machine.cycle.number == number:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(self.rng.uniform(0, 0.03))
+        self.world.start_camera(camera)
+
+    async def _restart_phd2(self) -> None:
+        await self.world.sim.stop()
+        await asyncio.sleep(0.05)
+        await self.world.sim.start()
+
+    def _cycle_over(self) -> None:
+        for undo in self.cleanup:
+            undo()
+        self.cleanup.clear()
+        now = time.monotonic()
+        slack = 0.1  # the frame in progress, and the next one
+        self.tainted = [(a, b if b is not None else now + slack) for a, b in self.tainted]
+
+    def is_tainted(self, start: float, end: float) -> bool:
+        return any(a < end and start < (b or float("inf")) for a, b in self.tainted)
+
+
+def compress_the_apps_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's time runs 200 times faster; so do the app's real-time waits that
+    only fault recovery spends (the logic that uses them is unchanged). The waits the
+    camera agents' watchdogs are tuned against (keepalive, pause limits) are left alone."""
+    monkeypatch.setattr(machine, "REFUSED_RETRY_S", 30.0 / SCALE)
+    monkeypatch.setattr(guider, "MIN_DEADLINE_MARGIN_S", 0.5)
+    monkeypatch.setattr(phd2_client, "DEFAULT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(phd2_client, "Backoff", functools.partial(Backoff, first_s=0.05, cap_s=0.5))
+
+
+@pytest.mark.timeout(300)
+async def test_a_night_of_dithers_with_random_faults(
+    make_world, wait_until, error_trap, monkeypatch
+):
+    compress_the_apps_waits(monkeypatch)
+    world = await make_world(settings=SOAK_SETTINGS, time_scale=SCALE, proxy=True, seed=SEED)
+    chaos = Chaos(world=world, rng=random.Random(SEED))
+    service = world.service
+    unsubscribe = service.subscribe(chaos.on_event)
+    world.add_camera("A", 0.004, reconnect_s=0.02)
+    world.add_camera("B", 0.006, reconnect_s=0.02)
+    await world.wait_connected()
+
+    # A controller asks for the status all night long; every answer must come promptly.
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.control_port)
+    answers = 0
+
+    async def poll_status() -> None:
+        nonlocal answers
+        while True:
+            writer.write(b'{"type":"status"}\n')
+            async with asyncio.timeout(2):
+                assert json.loads(await reader.readline())["type"] == "status"
+            answers += 1
+            await asyncio.sleep(0.1)
+
+    poller = asyncio.create_task(poll_status())
+    started = time.monotonic()
+    try:
+        await wait_until(
+            lambda: len(world.tap.records) >= CYCLES or poller.done(), 240, f"{CYCLES} dithers"
+        )
+        assert not poller.done(), poller.exception()
+    finally:
+        chaos.running = False
+        service.set_enabled(False)
+        await asyncio.gather(*chaos.tasks, return_exceptions=True)
+        for undo in chaos.cleanup:
+            undo()
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        writer.close()
+        unsubscribe()
+    elapsed = time.monotonic() - started
+
+    # The morning after: nothing paused, nothing crashed.
+    await world.wait_phase(Phase.IDLE, 40)
+    await world.wait_connected(15)
+    await wait_until(lambda: not world.paused_cameras(), 5, "every camera to be saving")
+    assert (await world.status())["phase"] == "idle"
+    assert not error_trap.problems()
+    for camera in world.cameras:
+        await world.kill_camera(camera)
+
+    records = world.tap.records
+    assert [r["cycle"] for r in world.ledger()] == [r["cycle"] for r in records]
+    outcomes = Counter(r["outcome"] for r in records)
+    print(
+        f"\n{len(records)} cycles in {elapsed:.0f} s; outcomes {dict(outcomes)}; "
+        f"faults {dict(chaos.injected)}; {answers} status answers"
+    )
+    assert outcomes["settled"] > CYCLES * 0.7
+    assert sum(chaos.injected.values()) > CYCLES / 10
+
+    # Every frame accounted for.
+    in_ledger = Counter()
+    for record in records:
+        for cam in record["cameras"]:
+            in_ledger[cam["name"]] += cam["frames_not_saved"]
+    for camera in world.cameras:
+        unsaved = sum(1 for e in camera.exposures if not e.saved)
+        reported = world.unsaved_reports[camera.name]
+        assert in_ledger[camera.name] == reported, (camera.name, in_ledger, reported)
+        # A killed agent's last reports may die with it, a couple of frames at most.
+        assert reported <= unsaved <= reported + 2 * chaos.kills[camera.name], (
+            camera.name,
+            unsaved,
+            reported,
+            chaos.kills[camera.name],
+        )
+
+    # No saved frame exposed during a dither, except where the app failed open.
+    windows = [(w.start, w.end) for w in world.sim.dither_windows if w.end is not None]
+    clean = [(s, e) for s, e in windows if not chaos.is_tainted(s, e)]
+    assert len(clean) > CYCLES * 0.7
+    smeared = [
+        (camera.name, e.seq)
+        for camera in world.cameras
+        for e in camera.exposures
+        if e.saved and any(e.start < end and start < e.end for start, end in clean)
+    ]
+    assert not smeared
