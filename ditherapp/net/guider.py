@@ -146,13 +146,19 @@ class EventGuider:
     ) -> DitherOutcome:
         client = self.client
         try:
-            state = Phd2State.parse(await client.request("get_app_state"))
+            # Asked together: the cameras are paused while we wait for the answers.
+            raw_state, settling, exposure_ms = await asyncio.gather(
+                client.request("get_app_state"),
+                client.request("get_settling"),
+                client.request("get_exposure"),
+            )
+            state = Phd2State.parse(raw_state)
             if state is not Phd2State.GUIDING:
                 reason = _REFUSE_STATES.get(state, f"PHD2 is not guiding (state {state.value})")
                 return DitherOutcome(kind=OutcomeKind.REFUSED, message=reason)
-            if await client.request("get_settling"):
+            if settling:
                 return DitherOutcome(kind=OutcomeKind.REFUSED, message="PHD2 is already settling")
-            exposure_s = float(await client.request("get_exposure")) / 1000.0
+            exposure_s = float(exposure_ms) / 1000.0
         except (TimeoutError, Phd2RpcError, TypeError, ValueError) as exc:
             return DitherOutcome(kind=OutcomeKind.REFUSED, message=f"PHD2 preflight: {exc}")
         return await self._run_settle(
