@@ -235,6 +235,9 @@ class Phd2Client:
             if self._conn.bad_lines != self._status.bad_lines:
                 log.warning("PHD2 sent a line we could not read: %s", self._conn.last_error)
                 self._update(bad_lines=self._conn.bad_lines)
+                if self._status.connected:
+                    # The lost line may have been a SettleDone or a state change: ask.
+                    self._spawn_state_query()
 
     async def _resync(self) -> None:
         """After a connect (or a lost line): ask rather than guess."""
@@ -291,8 +294,10 @@ class Phd2Client:
         with contextlib.suppress(ConnectionLost, TimeoutError, Phd2RpcError):
             state = await self.request("get_app_state")
             self._tracker.set(Phd2State.parse(state))
+            settling = await self.request("get_settling")
+            self._settling = bool(settling)
             if self._status.connected:
-                self._update(state=self._tracker.state)
+                self._update(state=self._tracker.state, settling=self._settling)
 
     def _drop(self, writer: asyncio.StreamWriter) -> None:
         writer.close()

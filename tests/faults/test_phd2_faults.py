@@ -247,8 +247,8 @@ async def test_garbage_from_phd2_mid_settle_is_skipped_and_the_settle_completes(
 async def test_a_lost_settle_done_does_not_keep_the_cameras_paused_until_the_deadline(
     make_world, wait_until, error_trap
 ):
-    # Today the cameras stay paused until our deadline, settlemax + 10 s after the
-    # dither: here 11 s, and with the default settlemax of 60 s, 70 s of lost imaging.
+    # Waiting for our deadline instead would keep them paused settlemax + 10 s after
+    # the dither: here 11 s, and with the default settlemax of 60 s, 70 s of imaging.
     world = await make_world(settings={"settlemax": 1, "settledelay": 0}, proxy=True)
     await two_cameras(world)
     await world.wait_phase(Phase.SETTLING)
@@ -258,6 +258,22 @@ async def test_a_lost_settle_done_does_not_keep_the_cameras_paused_until_the_dea
     # PHD2 is done and says so if asked; the user sees when the cameras save again.
     await wait_until(lambda: world.tap.records, 5, "the cycle to end after the settle")
     await wait_until(lambda: not world.paused_cameras(), 2, "every camera to resume")
+    assert not error_trap.problems()
+
+
+async def test_after_a_lost_settle_done_the_next_dither_still_happens(
+    make_world, wait_until, error_trap
+):
+    world = await make_world(settings={"settlemax": 1, "settledelay": 0}, proxy=True)
+    await two_cameras(world)
+    await world.wait_phase(Phase.SETTLING)
+    world.proxy.cut_line_containing(b'"SettleDone"')
+    await wait_until(lambda: world.tap.records, 5, "the cycle with the lost SettleDone")
+    assert world.sim.app_state == "Guiding"
+    assert not world.sim.model.settling
+    # PHD2 is guiding and idle; two more frames make the next dither due.
+    await wait_until(lambda: len(world.tap.records) >= 2, 5, "the next dither")
+    assert world.service.machine.skip_reason is None
     assert not error_trap.problems()
 
 
