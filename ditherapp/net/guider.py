@@ -31,6 +31,16 @@ def deadline_margin(exposure_s: float, delay_s: float = 0.0) -> float:
     return max(MIN_DEADLINE_MARGIN_S, 2.0 * (exposure_s + delay_s))
 
 
+PREFLIGHT_FRESH_S = 2.0
+"""An answer to the preflight asked while the cameras paused is used for the dither only
+this long after it was asked, and only if PHD2 sent no event but GuideStep since."""
+
+_HARMLESS_EVENTS: tuple[type[ev.Phd2Event], ...] = (ev.GuideStep,)
+"""Events that say nothing about PHD2's state or settling. Every other event (StarLost,
+Paused, GuidingStopped, SettleBegin, an event we do not know, ...) may, so it makes an
+answer asked before it stale."""
+
+
 class Guider(Protocol):
     backend: str
 
@@ -46,6 +56,10 @@ class Guider(Protocol):
     async def run(self) -> None: ...
 
     def reconnect_now(self) -> None: ...
+
+    def prepare(self) -> None:
+        """A dither is coming (the cameras are being paused): ask PHD2 now what the
+        dither will need, so the answer is in hand when the last camera has paused."""
 
     async def dither(
         self, request: DitherRequest, on_settle_started: Callable[[], None]
@@ -106,6 +120,43 @@ class _SettleWatch:
             )
 
 
+_Answers = tuple[Any, Any, Any]
+"""PHD2's answers to get_app_state, get_settling and get_exposure."""
+
+
+class _Preflight:
+    """The preflight questions, asked once; stale after a telling event or a reconnect."""
+
+    def __init__(self, client: Phd2Client) -> None:
+        self.asked_at = time.monotonic()
+        self.stale = False
+        self.task: asyncio.Task[_Answers] = asyncio.get_running_loop().create_task(
+            _ask_preflight(client), name="phd2-preflight"
+        )
+        self.task.add_done_callback(_retrieve)
+
+    def usable(self) -> bool:
+        return not self.stale and time.monotonic() - self.asked_at <= PREFLIGHT_FRESH_S
+
+    def cancel(self) -> None:
+        self.stale = True
+        self.task.cancel()
+
+
+async def _ask_preflight(client: Phd2Client) -> _Answers:
+    state, settling, exposure = await asyncio.gather(
+        client.request("get_app_state"),
+        client.request("get_settling"),
+        client.request("get_exposure"),
+    )
+    return state, settling, exposure
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # whoever awaits it sees it; unawaited, it must not be logged
+
+
 class EventGuider:
     """PHD2 through its event server."""
 
@@ -114,6 +165,18 @@ class EventGuider:
     def __init__(self, client: Phd2Client) -> None:
         self.client = client
         self._checks: set[asyncio.Task[None]] = set()
+        self._preflight: _Preflight | None = None
+        client.add_event_listener(self._on_event)
+        client.add_link_listener(self._on_link)
+
+    def _on_event(self, event: ev.Phd2Event) -> None:
+        if self._preflight is not None and not isinstance(event, _HARMLESS_EVENTS):
+            self._preflight.stale = True
+
+    def _on_link(self, _status: LinkStatus) -> None:
+        # A reconnect, a drop or a line we could not read (it may have been StarLost).
+        if self._preflight is not None:
+            self._preflight.stale = True
 
     @property
     def status(self) -> LinkStatus:
@@ -131,6 +194,31 @@ class EventGuider:
     def reconnect_now(self) -> None:
         self.client.reconnect_now()
 
+    def prepare(self) -> None:
+        if self._preflight is not None:
+            self._preflight.cancel()
+        self._preflight = _Preflight(self.client)
+
+    async def _answers(self) -> _Answers:
+        """PHD2's answers as of now: those asked while the cameras paused if nothing
+        since can have changed them, otherwise asked afresh."""
+        prepared = self._preflight
+        try:
+            if prepared is not None and prepared.usable():
+                try:
+                    answers = await prepared.task
+                except (ConnectionLost, TimeoutError, Phd2RpcError):
+                    pass  # a failed early try; the fresh one below says what is wrong
+                else:
+                    if not prepared.stale:  # (events can come while we wait for it)
+                        return answers
+        finally:
+            if prepared is not None:
+                prepared.cancel()  # used once at most
+            if self._preflight is prepared:
+                self._preflight = None
+        return await _ask_preflight(self.client)
+
     async def dither(
         self, request: DitherRequest, on_settle_started: Callable[[], None] = lambda: None
     ) -> DitherOutcome:
@@ -144,14 +232,8 @@ class EventGuider:
     async def _dither(
         self, request: DitherRequest, on_settle_started: Callable[[], None]
     ) -> DitherOutcome:
-        client = self.client
         try:
-            # Asked together: the cameras are paused while we wait for the answers.
-            raw_state, settling, exposure_ms = await asyncio.gather(
-                client.request("get_app_state"),
-                client.request("get_settling"),
-                client.request("get_exposure"),
-            )
+            raw_state, settling, exposure_ms = await self._answers()
             state = Phd2State.parse(raw_state)
             if state is not Phd2State.GUIDING:
                 reason = _REFUSE_STATES.get(state, f"PHD2 is not guiding (state {state.value})")

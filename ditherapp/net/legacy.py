@@ -145,6 +145,10 @@ class LegacyGuider:
         self._abort("reconnecting on request")
         self._wake.set()
 
+    def prepare(self) -> None:
+        """Nothing to ask ahead: the legacy port takes one command at a time, so an early
+        MSG_GETSTATUS would only queue before the dither's own."""
+
     # ---------------------------------------------------------------- commands
 
     async def command(self, command: Command) -> int:
@@ -474,6 +478,9 @@ class AutoGuider:
         self.event.reconnect_now()
         if self._legacy_task is not None:
             self.legacy.reconnect_now()
+
+    def prepare(self) -> None:
+        self._active.prepare()
 
     async def dither(
         self, request: DitherRequest, on_settle_started: Callable[[], None] = lambda: None

@@ -32,6 +32,7 @@ class FakeGuider:
         self.requests: list[DitherRequest] = []
         self.outcomes: asyncio.Queue[DitherOutcome] = asyncio.Queue()
         self.auto_settle = True
+        self.prepared = 0
 
     def add_event_listener(self, cb: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
         self._events.append(cb)
@@ -57,6 +58,9 @@ class FakeGuider:
 
     def reconnect_now(self) -> None:
         pass
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
     async def dither(
         self, request: DitherRequest, on_settle_started: Callable[[], None]

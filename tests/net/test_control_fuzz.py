@@ -83,6 +83,9 @@ class _Guider:
     def reconnect_now(self) -> None:
         pass
 
+    def prepare(self) -> None:
+        pass
+
     async def dither(self, request: Any, on_settle_started: Any) -> Any:
         raise AssertionError("not guiding; never called")
 

@@ -403,3 +403,163 @@ async def test_guide_ends_on_calibration_failure_and_unsticks_phd2(scripted, run
     assert outcome.kind is OutcomeKind.SETTLE_FAILED
     assert "star did not move" in outcome.message
     await until(lambda: "stop_capture" in methods)
+
+
+# ---------------------------------------------------------------- the early preflight
+
+
+def _preflight_phd2(methods: list[str], *, states: list[str], extra_events: list[object]) -> Script:
+    """A PHD2 that answers each get_app_state with the next of ``states``, sends
+    ``extra_events`` after the first round of answers, and settles every dither."""
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        answered = 0
+        while True:
+            req = await read_request(reader)
+            method = str(req["method"])
+            methods.append(method)
+            if method == "get_app_state":
+                result: object = states[min(answered, len(states) - 1)]
+                answered += 1
+            elif method == "get_settling":
+                result = False
+            elif method == "get_exposure":
+                result = 2000
+            else:
+                result = 0
+            if method == "dither":
+                writer.write(line({"Event": "SettleBegin"}))
+            writer.write(line({"jsonrpc": "2.0", "result": result, "id": req["id"]}))
+            if method == "dither":
+                writer.write(line({"Event": "SettleDone", "Status": 0, "TotalFrames": 2}))
+            if method == "get_exposure" and answered == 1:
+                for event in extra_events:
+                    writer.write(line(event))
+
+    return phd2
+
+
+GUIDE_STEP = {  # as PHD2 2.6.13 sent it (tests/data/transcripts)
+    "Event": "GuideStep",
+    "Frame": 1,
+    "Time": 1.279,
+    "Mount": "On Camera",
+    "dx": -0.944,
+    "dy": -0.967,
+    "RADistanceRaw": 1.142,
+    "DECDistanceRaw": -0.757,
+    "RADistanceGuide": 0.719,
+    "DECDistanceGuide": -0.757,
+    "StarMass": 642391,
+    "SNR": 91.16,
+}
+PREFLIGHT = ["get_app_state", "get_settling", "get_exposure"]
+
+
+async def test_answers_asked_while_the_cameras_pause_are_used_for_the_dither(
+    scripted, running
+) -> None:
+    methods: list[str] = []
+    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[GUIDE_STEP]))
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    guider = EventGuider(client)
+    seen: list[ev.Phd2Event] = []
+    client.add_event_listener(seen.append)
+    guider.prepare()
+    await until(lambda: any(isinstance(e, ev.GuideStep) for e in seen))
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.SETTLED
+    # A GuideStep says nothing new about PHD2's state: no second round of questions.
+    assert sorted(methods[:3]) == sorted(PREFLIGHT)
+    assert methods[3:] == ["dither"]
+
+
+async def test_an_event_after_the_early_answers_makes_the_dither_ask_again(
+    scripted, running
+) -> None:
+    """The early answer said Guiding, then the star was lost: the dither must see it."""
+    methods: list[str] = []
+    star_lost = {"Event": "StarLost", "Frame": 6, "Status": "Star lost - low SNR", "ErrorCode": 2}
+    port = await scripted(
+        _preflight_phd2(methods, states=["Guiding", "LostLock"], extra_events=[star_lost])
+    )
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    guider = EventGuider(client)
+    seen: list[ev.Phd2Event] = []
+    client.add_event_listener(seen.append)
+    guider.prepare()
+    await until(lambda: any(isinstance(e, ev.StarLost) for e in seen))
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert outcome.message == "PHD2 has lost the guide star"
+    assert "dither" not in methods
+    assert methods.count("get_app_state") == 2
+
+
+async def test_early_answers_too_old_are_asked_again(
+    scripted, running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ditherapp.net.guider as guider_module
+
+    methods: list[str] = []
+    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[]))
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    guider = EventGuider(client)
+    monkeypatch.setattr(guider_module, "PREFLIGHT_FRESH_S", -1.0)  # every answer is old
+    guider.prepare()
+    await until(lambda: len(methods) == 3)
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.SETTLED
+    assert methods.count("get_app_state") == 2
+    assert methods[-1] == "dither"
+
+
+async def test_early_answers_are_used_once(scripted, running) -> None:
+    methods: list[str] = []
+    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[]))
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    guider = EventGuider(client)
+    guider.prepare()
+    await until(lambda: len(methods) == 3)
+    assert (await guider.dither(quick())).kind is OutcomeKind.SETTLED
+    assert (await guider.dither(quick())).kind is OutcomeKind.SETTLED
+    assert methods.count("get_app_state") == 2
+    assert methods.count("dither") == 2
+
+
+async def test_a_failed_early_preflight_is_asked_again(client: Phd2Client) -> None:
+    """The early questions went out on a connection that then dropped; the dither asks
+    on the new one."""
+    guider = EventGuider(client)
+    links: list[bool] = []
+    client.add_link_listener(lambda status: links.append(status.connected))
+    guider.prepare()
+    client.reconnect_now()
+    await until(lambda: False in links and client.status.connected)
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.SETTLED, outcome
+
+
+async def test_a_lost_star_after_the_early_answers_refuses_the_dither(
+    client: Phd2Client, sim: Phd2Simulator
+) -> None:
+    """Against the simulator: PHD2 would accept this dither and then time out."""
+    guider = EventGuider(client)
+    guider.prepare()
+    assert guider._preflight is not None
+    await guider._preflight.task
+    sim.lose_star(1000)
+    await until(lambda: client.status.state is Phd2State.LOST_LOCK)
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert outcome.message == "PHD2 has lost the guide star"

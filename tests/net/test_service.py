@@ -91,3 +91,26 @@ async def test_shutdown_never_starts_a_dither(app_parts) -> None:
     service.detach_camera(camera)  # the control socket closing, as on exit
     await asyncio.sleep(0.05)
     assert guider.requests == []
+
+
+async def test_phd2_is_asked_ahead_once_per_cycle_while_the_cameras_pause(app_parts) -> None:
+    """The guider gets its hint when the pauses go out, not after the last ack, and a
+    camera that joins mid-cycle does not ask again."""
+    _, _, guider = app_parts
+    service = make_service(guider)
+    first, second = Link(), Link()
+    a = service.attach_camera("a", first)
+    service.camera_message(a, {"type": "frame", "exposure_s": 1.0, "saved": True})
+    assert first.of("pause")
+    assert guider.prepared == 1
+    assert guider.requests == []
+    b = service.attach_camera("b", second)
+    service.camera_message(b, {"type": "frame", "exposure_s": 1.0, "saved": True})
+    assert guider.prepared == 1
+    for link, camera in ((first, a), (second, b)):
+        for pause in link.of("pause"):
+            service.camera_message(camera, {"type": "ack", "id": pause["id"], "ok": True})
+    await until(lambda: bool(first.of("resume")))
+    assert len(guider.requests) == 1
+    assert guider.prepared == 1
+    service.shutdown()

@@ -47,6 +47,7 @@ class FakeGuider:
         self._events: list[Callable[[ev.Phd2Event], None]] = []
         self._links: list[Callable[[LinkStatus], None]] = []
         self.reconnects = 0
+        self.prepared = 0
         self.requests: list[DitherRequest] = []
         self.outcome: asyncio.Future[DitherOutcome] | None = None
         self._stop = asyncio.Event()
@@ -68,6 +69,9 @@ class FakeGuider:
 
     def reconnect_now(self) -> None:
         self.reconnects += 1
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
     def connect(self, state: Phd2State = Phd2State.GUIDING) -> None:
         self._set(connected=True, state=state, retry_at=None, version="2.6.13", last_error="")
