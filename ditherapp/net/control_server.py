@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from ditherapp import __version__
 from ditherapp.core import control as proto
-from ditherapp.core.phd2.events import Phd2Event
+from ditherapp.core.phd2.events import GuideParamChange, Phd2Event, UnknownEvent
 from ditherapp.core.settings import SettingError
 from ditherapp.net.service import (
     DitherRecorded,
@@ -392,13 +392,18 @@ class ControlServer:
     # ---------------------------------------------------------------- events out
 
     def _on_service_event(self, event: ServiceEvent) -> None:
+        # Who is subscribed is read from the sessions at each event, not kept in a
+        # separate count, so it cannot go stale; with no subscriber nothing is built or
+        # encoded (most PHD2 events, GuideStep above all, go to nobody).
+        subscribers = [session for session in self._sessions if session.subscribed]
+        if not subscribers:
+            return
         message = _event_message(event)
         if message is None:
             return
-        data = proto.encode(message)
-        for session in list(self._sessions):
-            if session.subscribed:
-                session.send_bytes(data)
+        data = proto.encode(message)  # once, whoever receives it
+        for session in subscribers:
+            session.send_bytes(data)
 
 
 def _event_message(event: ServiceEvent) -> dict[str, Any] | None:
@@ -416,11 +421,25 @@ def _event_message(event: ServiceEvent) -> dict[str, Any] | None:
             return None
 
 
+_PHD2_SKIPPED = frozenset(("raw", "host", "inst", "name"))
+_PHD2_FIELDS: dict[type[Phd2Event], tuple[str, ...]] = {}
+"""Per event class, the fields a ``phd2`` event line carries (besides ``name``)."""
+
+
 def _phd2_fields(event: Phd2Event) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": getattr(event, "name", None) or event.NAME}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if f.name in ("raw", "host", "inst", "name") or value is None:
-            continue
-        out[f.name] = list(value) if isinstance(value, tuple) else value
+    cls = type(event)
+    names = _PHD2_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _PHD2_SKIPPED)
+        _PHD2_FIELDS[cls] = names
+    if isinstance(event, UnknownEvent):
+        out: dict[str, Any] = {"name": event.name}
+    elif isinstance(event, GuideParamChange):  # its Name is the parameter's
+        out = {"name": event.NAME, "param": event.name}
+    else:
+        out = {"name": event.NAME}
+    for name in names:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = list(value) if isinstance(value, tuple) else value
     return out
