@@ -399,6 +399,10 @@ class DitherMachine:
                 return [primary]
         return capturing
 
+    def retry_in(self, now: float) -> float | None:
+        """Seconds until a due dither is tried again after PHD2 refused one, or None."""
+        return self._retry_at - now if self._retry_at > now else None
+
     def is_due(self) -> bool:
         pacing = self.pacing_cameras()
         return bool(pacing) and all(c.due(self.settings) for c in pacing)

@@ -481,6 +481,7 @@ class DitherService:
             else round(totals.mean_settle_s, 2),
             "lost_s": round(totals.lost_s, 1),
             "skip_reason": mach.skip_reason,
+            "retry_in_s": None if (retry := mach.retry_in(now)) is None else round(retry, 1),
             "last_outcome": None
             if mach.last_outcome is None
             else {"outcome": mach.last_outcome.kind.value, "message": mach.last_outcome.message},

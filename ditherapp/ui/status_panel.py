@@ -154,6 +154,10 @@ class StatusBanner(QFrame):
             return f"last dither {last['outcome'].replace('_', ' ')}: {last.get('message', '')}"
         if snap.get("skip_reason"):
             return f"dither due, waiting: {snap['skip_reason']}"
+        retry = snap.get("retry_in_s")
+        if last.get("outcome") == "refused" and isinstance(retry, int | float):
+            why = last.get("message") or "refused"
+            return f"PHD2 refused the dither ({why}); trying again in {fmt.duration(retry)}"
         cameras = [c for c in snap.get("cameras", []) if c.get("connected")]
         if not cameras:
             return "no camera connected"

@@ -86,6 +86,21 @@ async def test_a_failed_dither_is_an_alert(window: MainWindow, rig: Any, until: 
     assert "last dither settle failed" in window.banner.phase_detail.text()
 
 
+async def test_a_refused_dither_says_why_and_when_it_is_tried_again(
+    window: MainWindow, rig: Any, until: Any
+) -> None:
+    rig.guider.connect()
+    camera = rig.camera()
+    for _ in range(3):
+        camera.frame()
+    await until(lambda: rig.guider.outcome is not None, what="a due dither")
+    rig.guider.finish(OutcomeKind.REFUSED, "PHD2 is paused")
+    await until(lambda: "trying again in" in window.banner.phase_detail.text(), what="retry")
+    detail = window.banner.phase_detail.text()
+    assert detail.startswith("PHD2 refused the dither (PHD2 is paused); trying again in ")
+    assert detail.endswith(("30 s", "29 s"))
+
+
 def test_dither_now_refused_says_why(window: MainWindow) -> None:
     window.banner.dither_button.click()
     assert window.statusBar().currentMessage() == "Cannot dither now: PHD2 is not connected"
