@@ -18,7 +18,7 @@ Measured over real loopback sockets, on one clock (``time.monotonic``, system-wi
   spend nearly all their time asleep, so they do not disturb one another.
 
 Run from the repository root: .venv/bin/python -m bench.dither_overhead [cycles] [--no-seed]
-To measure a proposed change first: BENCH_APP_PATCH=gather-preflight,lazy-events,...
+To measure a proposed change first: BENCH_APP_PATCH=ledger-thread,...
 (see bench/patched_app.py).
 """
 

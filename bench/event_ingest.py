@@ -15,7 +15,7 @@ fed one line per read as PHD2 writes them:
 
 Run from the repository root: .venv/bin/python -m bench.event_ingest [lines]
 With ``--profile`` it also prints the top functions of the full path (cProfile); with
-``--patch lazy-events,fast-parse`` it measures proposed changes (bench/patched_app.py).
+``--patch NAME`` it measures a proposed change (bench/patched_app.py).
 """
 
 from __future__ import annotations
