@@ -23,6 +23,10 @@ from ditherapp.core.phd2.rpc import (
     parse_reply,
 )
 
+_DECODER = json.JSONDecoder(strict=False)
+"""PHD2 writes raw control characters inside strings (a camera name, an alert). One
+decoder for every line: ``json.loads(strict=False)`` would build one per line."""
+
 MAX_LINE_BYTES = 1 << 20
 """Longest line we accept from PHD2 (get_star_image replies are ~11 KB)."""
 
@@ -77,7 +81,7 @@ class Phd2Connection:
         if not line.strip():
             return []
         try:
-            obj = json.loads(line.decode("utf-8"), strict=False)
+            obj = _DECODER.decode(line.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, absurd nesting or digits
             return self._bad(f"unparsable line from PHD2: {exc}")
         items: list[Any] = obj if isinstance(obj, list) else [obj]
