@@ -62,6 +62,7 @@ from ditherapp.core.phd2.legacy import (
 )
 from ditherapp.net.backoff import Backoff, reconnect_forever
 from ditherapp.net.guider import EventGuider, Guider
+from ditherapp.net.listeners import Listeners
 from ditherapp.net.phd2_client import Connector, LinkStatus, Phd2Client
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,8 @@ class LegacyGuider:
         self._lost.set()
         self._wake = asyncio.Event()
         self._dithering = False
-        self._event_listeners: list[Callable[[ev.Phd2Event], None]] = []
-        self._link_listeners: list[Callable[[LinkStatus], None]] = []
+        self._event_listeners: Listeners[ev.Phd2Event] = Listeners("PHD2 event")
+        self._link_listeners: Listeners[LinkStatus] = Listeners("PHD2 link")
         self._status = LinkStatus(host=host, port=port, backend=self.backend)
 
     # ---------------------------------------------------------------- observation
@@ -132,12 +133,10 @@ class LegacyGuider:
 
     def add_event_listener(self, callback: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
         """Only synthesised settle events come this way: the legacy port sends none."""
-        self._event_listeners.append(callback)
-        return lambda: _remove(self._event_listeners, callback)
+        return self._event_listeners.add(callback)
 
     def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]:
-        self._link_listeners.append(callback)
-        return lambda: _remove(self._link_listeners, callback)
+        return self._link_listeners.add(callback)
 
     def reconnect_now(self) -> None:
         """Skip the remaining backoff wait (or drop and redo a live connection)."""
@@ -290,18 +289,10 @@ class LegacyGuider:
         if new == self._status:
             return
         self._status = new
-        for callback in list(self._link_listeners):
-            try:
-                callback(new)
-            except Exception:
-                log.exception("PHD2 link listener failed")
+        self._link_listeners(new)
 
     def _emit(self, event: ev.Phd2Event) -> None:
-        for callback in list(self._event_listeners):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("PHD2 event listener failed")
+        self._event_listeners(event)
 
     # ---------------------------------------------------------------- dither
 
@@ -418,11 +409,6 @@ def _outcome(update: SettleUpdate) -> DitherOutcome:
     )
 
 
-def _remove(listeners: list[Any], callback: Any) -> None:
-    with contextlib.suppress(ValueError):
-        listeners.remove(callback)
-
-
 class AutoGuider:
     """The event server when it answers, else PHD2's legacy port (rule in the module
     docstring). ``backend`` says which one is in use now."""
@@ -432,8 +418,8 @@ class AutoGuider:
         self.legacy = legacy
         self.backend = event.backend
         self._active: EventGuider | LegacyGuider = event
-        self._event_listeners: list[Callable[[ev.Phd2Event], None]] = []
-        self._link_listeners: list[Callable[[LinkStatus], None]] = []
+        self._event_listeners: Listeners[ev.Phd2Event] = Listeners("PHD2 event")
+        self._link_listeners: Listeners[LinkStatus] = Listeners("PHD2 link")
         self._group: asyncio.TaskGroup | None = None
         self._legacy_task: asyncio.Task[None] | None = None
         self._event_was_up = False
@@ -457,12 +443,10 @@ class AutoGuider:
         self.legacy.poll_s = value
 
     def add_event_listener(self, callback: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
-        self._event_listeners.append(callback)
-        return lambda: _remove(self._event_listeners, callback)
+        return self._event_listeners.add(callback)
 
     def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]:
-        self._link_listeners.append(callback)
-        return lambda: _remove(self._link_listeners, callback)
+        return self._link_listeners.add(callback)
 
     async def run(self) -> None:
         try:
@@ -551,20 +535,11 @@ class AutoGuider:
             self._legacy_task = None
 
     def _publish(self, status: LinkStatus) -> None:
-        for callback in list(self._link_listeners):
-            try:
-                callback(status)
-            except Exception:
-                log.exception("PHD2 link listener failed")
+        self._link_listeners(status)
 
     def _forward_event(self, source: EventGuider | LegacyGuider, event: ev.Phd2Event) -> None:
-        if source is not self._active:
-            return
-        for callback in list(self._event_listeners):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("PHD2 event listener failed")
+        if source is self._active:
+            self._event_listeners(event)
 
 
 def make_guider(

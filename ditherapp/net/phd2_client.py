@@ -22,6 +22,7 @@ from ditherapp.core.phd2.appstate import AppStateTracker, Phd2State
 from ditherapp.core.phd2.connection import Phd2Connection
 from ditherapp.core.phd2.rpc import JsonParams, RpcError, RpcResult
 from ditherapp.net.backoff import Backoff, reconnect_forever
+from ditherapp.net.listeners import Listeners
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ class Phd2Client:
         self._writer: asyncio.StreamWriter | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._serial = asyncio.Lock()
-        self._event_listeners: list[Callable[[ev.Phd2Event], None]] = []
-        self._link_listeners: list[Callable[[LinkStatus], None]] = []
+        self._event_listeners: Listeners[ev.Phd2Event] = Listeners("PHD2 event")
+        self._link_listeners: Listeners[LinkStatus] = Listeners("PHD2 link")
         self._status = LinkStatus(host=host, port=port)
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
@@ -116,17 +117,10 @@ class Phd2Client:
     def add_event_listener(self, callback: Callable[[ev.Phd2Event], None]) -> Callable[[], None]:
         """Call ``callback`` with every event, in order, from the reader task. It must not
         block. Returns a function that removes it."""
-        self._event_listeners.append(callback)
-        return lambda: self._remove(self._event_listeners, callback)
+        return self._event_listeners.add(callback)
 
     def add_link_listener(self, callback: Callable[[LinkStatus], None]) -> Callable[[], None]:
-        self._link_listeners.append(callback)
-        return lambda: self._remove(self._link_listeners, callback)
-
-    @staticmethod
-    def _remove(listeners: list[Any], callback: Any) -> None:
-        with contextlib.suppress(ValueError):
-            listeners.remove(callback)
+        return self._link_listeners.add(callback)
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -274,11 +268,7 @@ class Phd2Client:
             self._settling = True
         elif isinstance(event, ev.SettleDone):
             self._settling = False
-        for callback in list(self._event_listeners):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("PHD2 event listener failed")
+        self._event_listeners(event)
         if self._status.connected and before != (self._tracker.state, self._settling):
             self._update(state=self._tracker.state, settling=self._settling)
         if self._tracker.needs_query and self._status.connected:
@@ -321,8 +311,4 @@ class Phd2Client:
         if new == self._status:
             return
         self._status = new
-        for callback in list(self._link_listeners):
-            try:
-                callback(new)
-            except Exception:
-                log.exception("PHD2 link listener failed")
+        self._link_listeners(new)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -458,48 +459,62 @@ GUIDE_STEP = {  # as PHD2 2.6.13 sent it (tests/data/transcripts)
 PREFLIGHT = ["get_app_state", "get_settling", "get_exposure"]
 
 
+class PreflightRig:
+    """A scripted PHD2 (``_preflight_phd2``), a client connected to it, its guider, and
+    what PHD2 was asked and sent."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.seen: list[ev.Phd2Event] = []
+        self.guider: EventGuider
+
+    async def start(
+        self, scripted: Any, running: Any, *, states: list[str], extra_events: list[object]
+    ) -> EventGuider:
+        port = await scripted(
+            _preflight_phd2(self.methods, states=states, extra_events=extra_events)
+        )
+        client = Phd2Client("127.0.0.1", port)
+        running(client)
+        await until(lambda: client.status.connected)
+        client.add_event_listener(self.seen.append)
+        self.guider = EventGuider(client)
+        return self.guider
+
+    def saw(self, kind: type[ev.Phd2Event]) -> bool:
+        return any(isinstance(e, kind) for e in self.seen)
+
+
 async def test_answers_asked_while_the_cameras_pause_are_used_for_the_dither(
     scripted, running
 ) -> None:
-    methods: list[str] = []
-    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[GUIDE_STEP]))
-    client = Phd2Client("127.0.0.1", port)
-    running(client)
-    await until(lambda: client.status.connected)
-    guider = EventGuider(client)
-    seen: list[ev.Phd2Event] = []
-    client.add_event_listener(seen.append)
+    rig = PreflightRig()
+    guider = await rig.start(scripted, running, states=["Guiding"], extra_events=[GUIDE_STEP])
     guider.prepare()
-    await until(lambda: any(isinstance(e, ev.GuideStep) for e in seen))
+    await until(lambda: rig.saw(ev.GuideStep))
     outcome = await guider.dither(quick())
     assert outcome.kind is OutcomeKind.SETTLED
     # A GuideStep says nothing new about PHD2's state: no second round of questions.
-    assert sorted(methods[:3]) == sorted(PREFLIGHT)
-    assert methods[3:] == ["dither"]
+    assert sorted(rig.methods[:3]) == sorted(PREFLIGHT)
+    assert rig.methods[3:] == ["dither"]
 
 
 async def test_an_event_after_the_early_answers_makes_the_dither_ask_again(
     scripted, running
 ) -> None:
     """The early answer said Guiding, then the star was lost: the dither must see it."""
-    methods: list[str] = []
     star_lost = {"Event": "StarLost", "Frame": 6, "Status": "Star lost - low SNR", "ErrorCode": 2}
-    port = await scripted(
-        _preflight_phd2(methods, states=["Guiding", "LostLock"], extra_events=[star_lost])
+    rig = PreflightRig()
+    guider = await rig.start(
+        scripted, running, states=["Guiding", "LostLock"], extra_events=[star_lost]
     )
-    client = Phd2Client("127.0.0.1", port)
-    running(client)
-    await until(lambda: client.status.connected)
-    guider = EventGuider(client)
-    seen: list[ev.Phd2Event] = []
-    client.add_event_listener(seen.append)
     guider.prepare()
-    await until(lambda: any(isinstance(e, ev.StarLost) for e in seen))
+    await until(lambda: rig.saw(ev.StarLost))
     outcome = await guider.dither(quick())
     assert outcome.kind is OutcomeKind.REFUSED
     assert outcome.message == "PHD2 has lost the guide star"
-    assert "dither" not in methods
-    assert methods.count("get_app_state") == 2
+    assert "dither" not in rig.methods
+    assert rig.methods.count("get_app_state") == 2
 
 
 async def test_early_answers_too_old_are_asked_again(
@@ -507,34 +522,26 @@ async def test_early_answers_too_old_are_asked_again(
 ) -> None:
     import ditherapp.net.guider as guider_module
 
-    methods: list[str] = []
-    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[]))
-    client = Phd2Client("127.0.0.1", port)
-    running(client)
-    await until(lambda: client.status.connected)
-    guider = EventGuider(client)
+    rig = PreflightRig()
+    guider = await rig.start(scripted, running, states=["Guiding"], extra_events=[])
     monkeypatch.setattr(guider_module, "PREFLIGHT_FRESH_S", -1.0)  # every answer is old
     guider.prepare()
-    await until(lambda: len(methods) == 3)
+    await until(lambda: len(rig.methods) == 3)
     outcome = await guider.dither(quick())
     assert outcome.kind is OutcomeKind.SETTLED
-    assert methods.count("get_app_state") == 2
-    assert methods[-1] == "dither"
+    assert rig.methods.count("get_app_state") == 2
+    assert rig.methods[-1] == "dither"
 
 
 async def test_early_answers_are_used_once(scripted, running) -> None:
-    methods: list[str] = []
-    port = await scripted(_preflight_phd2(methods, states=["Guiding"], extra_events=[]))
-    client = Phd2Client("127.0.0.1", port)
-    running(client)
-    await until(lambda: client.status.connected)
-    guider = EventGuider(client)
+    rig = PreflightRig()
+    guider = await rig.start(scripted, running, states=["Guiding"], extra_events=[])
     guider.prepare()
-    await until(lambda: len(methods) == 3)
+    await until(lambda: len(rig.methods) == 3)
     assert (await guider.dither(quick())).kind is OutcomeKind.SETTLED
     assert (await guider.dither(quick())).kind is OutcomeKind.SETTLED
-    assert methods.count("get_app_state") == 2
-    assert methods.count("dither") == 2
+    assert rig.methods.count("get_app_state") == 2
+    assert rig.methods.count("dither") == 2
 
 
 async def test_a_failed_early_preflight_is_asked_again(client: Phd2Client) -> None:
