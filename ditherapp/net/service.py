@@ -9,7 +9,6 @@ what changed. It knows nothing about Qt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from ditherapp.core.errors import DitherAppError
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.settings import READ_ONLY, DitherSettings, SettingError
 from ditherapp.net.guider import Guider
+from ditherapp.net.listeners import Listeners
 from ditherapp.net.phd2_client import LinkStatus
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class DitherService:
         self._clock = clock
         self._wall = wall_clock
         self._links: dict[str, CameraLink] = {}
-        self._observers: list[Callable[[ServiceEvent], None]] = []
+        self._observers: Listeners[ServiceEvent] = Listeners("service")
         self._timer: asyncio.TimerHandle | None = None
         self._dither_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -161,20 +161,11 @@ class DitherService:
     # ---------------------------------------------------------------- observers
 
     def subscribe(self, callback: Callable[[ServiceEvent], None]) -> Callable[[], None]:
-        self._observers.append(callback)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._observers.remove(callback)
-
-        return remove
+        """Tell ``callback`` of every ServiceEvent; returns a function that removes it."""
+        return self._observers.add(callback)
 
     def _emit(self, event: ServiceEvent) -> None:
-        for callback in list(self._observers):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("service observer failed")
+        self._observers(event)
 
     # ---------------------------------------------------------------- settings
 

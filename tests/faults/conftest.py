@@ -80,7 +80,7 @@ class ErrorTrap(logging.Handler):
     """Collects ERROR records from ditherapp's loggers and asyncio's unhandled errors.
 
     The service and the control server log an exception they caught at their own
-    boundary ("service observer failed", "control client N failed", "dither operation
+    boundary ("service listener failed", "control client N failed", "dither operation
     failed", a runtime task that stopped): any such record is a crash the user would
     only have noticed as something that silently stopped working.
     """
