@@ -243,7 +243,7 @@ class Alert(Phd2Event):
 class GuideParamChange(Phd2Event):
     NAME: ClassVar[str] = "GuideParamChange"
     name: str = _key("Name", "")
-    value: Any = _key("Value", None)  # noqa: RUF009 - _key is a field() specifier
+    value: Any | None = _key("Value", None)  # noqa: RUF009 - _key is a field() specifier
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -504,6 +504,8 @@ def parse_event(obj: JsonObject) -> Phd2Event:
     return UnknownEvent(
         name=name,
         raw=obj,
-        timestamp=timestamp if isinstance(timestamp, float) else None,
+        timestamp=float(timestamp)
+        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
+        else None,
         host=host if isinstance(host, str) else None,
     )
