@@ -19,7 +19,7 @@ from ditherapp.net.control_server import ControlServer
 from ditherapp.net.guider import EventGuider, Guider
 from ditherapp.net.ledger import JsonlLedger
 from ditherapp.net.phd2_client import Phd2Client, event_port, legacy_port
-from ditherapp.net.service import DitherService, SaveSettings
+from ditherapp.net.service import DitherService, SaveSettings, ServiceEvent, SettingChanged
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,18 @@ class RuntimeOptions:
     ledger_path: Path | None = None
 
 
+def phd2_address(settings: DitherSettings, options: RuntimeOptions) -> tuple[str, int, int]:
+    """PHD2's host, event server port and legacy port (ports given on the command line
+    win over the instance's)."""
+    return (
+        settings.phd2host,
+        options.phd2_port or event_port(settings.phd2instance),
+        options.legacy_port or legacy_port(settings.phd2instance),
+    )
+
+
 def build_guider(settings: DitherSettings, options: RuntimeOptions) -> Guider:
-    host = settings.phd2host
-    port = options.phd2_port or event_port(settings.phd2instance)
-    lport = options.legacy_port or legacy_port(settings.phd2instance)
+    host, port, lport = phd2_address(settings, options)
     backend = settings.phd2backend
     if backend in ("legacy", "auto"):
         try:
@@ -75,6 +83,7 @@ class Runtime:
         self.service: DitherService | None = None
         self.control: ControlServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._phd2_address: tuple[str, int, int] | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -116,6 +125,8 @@ class Runtime:
         self.service = DitherService(
             settings=settings, guider=guider, ledger=ledger, save_settings=self._save
         )
+        self._phd2_address = phd2_address(settings, options)
+        self.service.subscribe(self._on_service_event)
         self.control = ControlServer(
             self.service,
             host=settings.controlhost,
@@ -136,6 +147,23 @@ class Runtime:
                 )
                 self.cameras.append(camera)
                 self._spawn(camera.run(), f"sim-camera-{i + 1}")
+
+    def _on_service_event(self, event: ServiceEvent) -> None:
+        if isinstance(event, SettingChanged) and event.name in ("phd2host", "phd2instance"):
+            self._follow_phd2()
+
+    def _follow_phd2(self) -> None:
+        """PHD2's host or instance changed: talk to it there from now on."""
+        service = self.service
+        if service is None:
+            return
+        address = phd2_address(service.settings, self.options)
+        if address == self._phd2_address:
+            return  # (both changed at once: one reconnect)
+        self._phd2_address = address
+        host, port, lport = address
+        log.info("PHD2 is now looked for at %s (event port %d, legacy port %d)", host, port, lport)
+        service.guider.retarget(host, port, lport)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)

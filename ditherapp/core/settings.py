@@ -253,8 +253,7 @@ SPECS: tuple[SettingSpec, ...] = (
         kind=Kind.TEXT,
         default="127.0.0.1",
         group=Group.PHD2,
-        live=False,
-        help="The computer PHD2 runs on. Takes effect at the next start.",
+        help="The computer PHD2 runs on. A change reconnects at once.",
     ),
     SettingSpec(
         name="phd2instance",
@@ -264,9 +263,8 @@ SPECS: tuple[SettingSpec, ...] = (
         minimum=1,
         maximum=32,
         group=Group.PHD2,
-        live=False,
         help="PHD2's instance number: the event server listens on 4400 + instance - 1, "
-        "the legacy server on 4300 + instance - 1. Takes effect at the next start.",
+        "the legacy server on 4300 + instance - 1. A change reconnects at once.",
     ),
     SettingSpec(
         name="phd2backend",

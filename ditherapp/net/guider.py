@@ -57,6 +57,9 @@ class Guider(Protocol):
 
     def reconnect_now(self) -> None: ...
 
+    def retarget(self, host: str, event_port: int, legacy_port: int) -> None:
+        """Talk to PHD2 at this address from now on (the link drops and reconnects)."""
+
     def prepare(self) -> None:
         """A dither is coming (the cameras are being paused): ask PHD2 now what the
         dither will need, so the answer is in hand when the last camera has paused."""
@@ -193,6 +196,9 @@ class EventGuider:
 
     def reconnect_now(self) -> None:
         self.client.reconnect_now()
+
+    def retarget(self, host: str, event_port: int, legacy_port: int) -> None:  # noqa: ARG002
+        self.client.retarget(host, event_port)
 
     def prepare(self) -> None:
         if self._preflight is not None:

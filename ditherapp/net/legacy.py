@@ -144,6 +144,11 @@ class LegacyGuider:
         self._abort("reconnecting on request")
         self._wake.set()
 
+    def retarget(self, host: str, event_port: int, legacy_port: int) -> None:  # noqa: ARG002
+        self.host, self.port = host, legacy_port
+        self._update(host=host, port=legacy_port)
+        self.reconnect_now()
+
     def prepare(self) -> None:
         """Nothing to ask ahead: the legacy port takes one command at a time, so an early
         MSG_GETSTATUS would only queue before the dither's own."""
@@ -462,6 +467,10 @@ class AutoGuider:
         self.event.reconnect_now()
         if self._legacy_task is not None:
             self.legacy.reconnect_now()
+
+    def retarget(self, host: str, event_port: int, legacy_port: int) -> None:
+        self.event.retarget(host, event_port, legacy_port)
+        self.legacy.retarget(host, event_port, legacy_port)
 
     def prepare(self) -> None:
         self._active.prepare()

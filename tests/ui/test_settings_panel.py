@@ -186,6 +186,6 @@ def test_settings_that_apply_at_restart_are_grouped_and_marked(panel: SettingsPa
         else:
             assert box.title() == "Connections", spec.name
             assert "restarts" in widget.toolTip()
-    restart_box = panel.bindings["phd2host"].widget.parentWidget()
+    restart_box = panel.bindings["controlport"].widget.parentWidget()
     assert restart_box is not None
     assert any("restarts" in label.text() for label in restart_box.findChildren(QLabel))
