@@ -1,5 +1,6 @@
-"""Small Qt helpers: blocking signals while the model updates a widget, and finding
-the bundled resources (the icon) in the source tree or the installed package."""
+"""Small Qt helpers: blocking signals while the model updates a widget, a one-line label
+that never widens its layout, and finding the bundled resources (the icon) in the source
+tree or the installed package."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from PySide6.QtCore import QObject
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QIcon, QPainter, QPaintEvent
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,39 @@ def signals_blocked(obj: QObject) -> Iterator[None]:
         yield
     finally:
         obj.blockSignals(previous)
+
+
+class ElidedLabel(QLabel):
+    """One line of text that takes the width its layout gives it and no more: a text
+    too long ends in "…" (the whole of it is in the tooltip), so a long message never
+    pushes the columns beside it around."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setToolTip(text)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        del event
+        painter = QPainter(self)
+        self.style().drawItemText(
+            painter,
+            self.contentsRect(),
+            int(self.alignment()),
+            self.palette(),
+            self.isEnabled(),
+            self.shown_text(),
+            self.foregroundRole(),
+        )
+
+    def shown_text(self) -> str:
+        """The text as it fits now (what a user reads)."""
+        width = self.contentsRect().width()
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, width)
 
 
 def resource_path(name: str) -> Path | None:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ditherapp.ui import format as fmt
 from ditherapp.ui.bridge import ServiceBridge
+from ditherapp.ui.qt_utils import ElidedLabel
 from ditherapp.ui.theme import State, set_state
 
 Snapshot = Mapping[str, Any]
@@ -60,6 +61,20 @@ def _label(text: str = "", name: str = "") -> QLabel:
     return label
 
 
+def _detail() -> ElidedLabel:
+    """The small line under a banner title: as long as it likes, never wider than its
+    column (the whole text is in the tooltip and the event log)."""
+    label = ElidedLabel()
+    label.setObjectName("detail")
+    return label
+
+
+def _waiting_to_retry(snap: Snapshot) -> bool:
+    """PHD2 refused the last dither and the next try waits (the machine's back-off)."""
+    last = snap.get("last_outcome") or {}
+    return last.get("outcome") == "refused" and isinstance(snap.get("retry_in_s"), int | float)
+
+
 class StatusBanner(QFrame):
     """The cycle phase, PHD2 and the big buttons: what a user reads from across the room."""
 
@@ -70,13 +85,11 @@ class StatusBanner(QFrame):
         self._enabled = True
 
         self.phase = _label("IDLE", "phaseLabel")
-        self.phase_detail = _label("", "detail")
+        self.phase_detail = _detail()
         self.phd2 = _label("PHD2", "phd2Label")
-        self.phd2_detail = _label("", "detail")
+        self.phd2_detail = _detail()
         self.enabled_label = _label("", "enabledLabel")
-        self.enabled_detail = _label("", "detail")
-        for detail in (self.phase_detail, self.phd2_detail, self.enabled_detail):
-            detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.enabled_detail = _detail()
         self.phase.setMinimumWidth(self.phase.fontMetrics().horizontalAdvance("DITHERING 0000 s"))
 
         self.dither_button = QPushButton("Dither now")
@@ -135,7 +148,7 @@ class StatusBanner(QFrame):
         if phase == "idle":
             detail = self._idle_detail(snap, detail)
             last = snap.get("last_outcome") or {}
-            if last.get("outcome") in BAD_OUTCOMES:
+            if last.get("outcome") in BAD_OUTCOMES or _waiting_to_retry(snap):
                 state = State.WARN
         if not snap.get("enabled", True) and phase == "idle":
             state = State.OFF
@@ -154,10 +167,9 @@ class StatusBanner(QFrame):
             return f"last dither {last['outcome'].replace('_', ' ')}: {last.get('message', '')}"
         if snap.get("skip_reason"):
             return f"dither due, waiting: {snap['skip_reason']}"
-        retry = snap.get("retry_in_s")
-        if last.get("outcome") == "refused" and isinstance(retry, int | float):
-            why = last.get("message") or "refused"
-            return f"PHD2 refused the dither ({why}); trying again in {fmt.duration(retry)}"
+        if _waiting_to_retry(snap):
+            why = last.get("message") or "no reason given"
+            return f"trying again in {fmt.duration(snap['retry_in_s'])} · refused: {why}"
         cameras = [c for c in snap.get("cameras", []) if c.get("connected")]
         if not cameras:
             return "no camera connected"

@@ -97,8 +97,30 @@ async def test_a_refused_dither_says_why_and_when_it_is_tried_again(
     rig.guider.finish(OutcomeKind.REFUSED, "PHD2 is paused")
     await until(lambda: "trying again in" in window.banner.phase_detail.text(), what="retry")
     detail = window.banner.phase_detail.text()
-    assert detail.startswith("PHD2 refused the dither (PHD2 is paused); trying again in ")
-    assert detail.endswith(("30 s", "29 s"))
+    assert detail.startswith(("trying again in 30 s", "trying again in 29 s"))
+    assert detail.endswith(" · refused: PHD2 is paused")
+    assert window.banner.phase.property("state") == "warn"
+
+
+async def test_a_long_message_does_not_push_the_banner_around(
+    window: MainWindow, rig: Any, until: Any
+) -> None:
+    window.resize(1366, 768)
+    rig.guider.connect()
+    rig.camera()
+    await until(lambda: window.banner.phd2.text() == "PHD2: Guiding")
+    QApplication.processEvents()
+    phd2_x = window.banner.phd2.mapTo(window, window.banner.phd2.rect().topLeft()).x()
+    window.bridge.ditherNow()
+    await until(lambda: rig.guider.outcome is not None)
+    reason = "timed-out waiting for guider to settle " * 4
+    rig.guider.finish(OutcomeKind.SETTLE_FAILED, reason)
+    await until(lambda: reason in window.banner.phase_detail.text())
+    QApplication.processEvents()
+    detail = window.banner.phase_detail
+    assert window.banner.phd2.mapTo(window, window.banner.phd2.rect().topLeft()).x() == phd2_x
+    assert detail.shown_text().endswith("…"), "cut short where the column ends"
+    assert reason in detail.toolTip(), "the whole message is a hover away"
 
 
 def test_dither_now_refused_says_why(window: MainWindow) -> None:
