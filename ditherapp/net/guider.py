@@ -32,8 +32,8 @@ def deadline_margin(exposure_s: float, delay_s: float = 0.0) -> float:
 
 
 PREFLIGHT_FRESH_S = 2.0
-"""An answer to the preflight asked while the cameras paused is used for the dither only
-this long after it was asked, and only if PHD2 sent no event but GuideStep since."""
+"""Answers to the preflight asked while the cameras paused are used for the dither only
+this long after they came, and only if PHD2 sent no event but GuideStep since."""
 
 _HARMLESS_EVENTS: tuple[type[ev.Phd2Event], ...] = (ev.GuideStep,)
 """Events that say nothing about PHD2's state or settling. Every other event (StarLost,
@@ -128,30 +128,41 @@ _Answers = tuple[Any, Any, Any]
 
 
 class _Preflight:
-    """The preflight questions, asked once; stale after a telling event or a reconnect."""
+    """The preflight questions, asked once; stale after a telling event or a reconnect,
+    old PREFLIGHT_FRESH_S after the answers came."""
 
     def __init__(self, client: Phd2Client) -> None:
-        self.asked_at = time.monotonic()
         self.stale = False
+        self.answered_at: float | None = None
         self.task: asyncio.Task[_Answers] = asyncio.get_running_loop().create_task(
-            _ask_preflight(client), name="phd2-preflight"
+            self._ask(client), name="phd2-preflight"
         )
         self.task.add_done_callback(_retrieve)
 
-    def usable(self) -> bool:
-        return not self.stale and time.monotonic() - self.asked_at <= PREFLIGHT_FRESH_S
+    async def _ask(self, client: Phd2Client) -> _Answers:
+        answers = await _ask_preflight(client)
+        self.answered_at = time.monotonic()
+        return answers
 
-    def cancel(self) -> None:
-        self.stale = True
-        self.task.cancel()
+    def fresh(self) -> bool:
+        return (
+            not self.stale
+            and self.answered_at is not None
+            and time.monotonic() - self.answered_at <= PREFLIGHT_FRESH_S
+        )
 
 
 async def _ask_preflight(client: Phd2Client) -> _Answers:
-    state, settling, exposure = await asyncio.gather(
-        client.request("get_app_state"),
-        client.request("get_settling"),
-        client.request("get_exposure"),
-    )
+    asked = [
+        asyncio.ensure_future(client.request(method))
+        for method in ("get_app_state", "get_settling", "get_exposure")
+    ]
+    try:
+        state, settling, exposure = await asyncio.gather(*asked)
+    except BaseException:
+        for request in asked:
+            request.cancel()  # one failed: the others' answers are of no use
+        raise
     return state, settling, exposure
 
 
@@ -202,25 +213,27 @@ class EventGuider:
 
     def prepare(self) -> None:
         if self._preflight is not None:
-            self._preflight.cancel()
+            self._preflight.task.cancel()
         self._preflight = _Preflight(self.client)
 
     async def _answers(self) -> _Answers:
         """PHD2's answers as of now: those asked while the cameras paused if nothing
-        since can have changed them, otherwise asked afresh."""
+        since can have changed them, otherwise asked afresh. A timeout or error reply to
+        the early questions is the answer (asking again would keep the cameras paused
+        for a second time limit); only a link that dropped since is asked again."""
         prepared = self._preflight
         try:
-            if prepared is not None and prepared.usable():
+            if prepared is not None and not prepared.stale:
                 try:
-                    answers = await prepared.task
-                except (ConnectionLost, TimeoutError, Phd2RpcError):
-                    pass  # a failed early try; the fresh one below says what is wrong
+                    answers = await prepared.task  # (events can come while we wait)
+                except ConnectionLost:
+                    pass  # the link dropped since; the fresh try says whether it is back
                 else:
-                    if not prepared.stale:  # (events can come while we wait for it)
+                    if prepared.fresh():
                         return answers
         finally:
             if prepared is not None:
-                prepared.cancel()  # used once at most
+                prepared.task.cancel()  # used once at most (and harmless once done)
             if self._preflight is prepared:
                 self._preflight = None
         return await _ask_preflight(self.client)

@@ -220,8 +220,12 @@ class LegacyGuider:
         )
 
     async def _session(self) -> None:
+        address = (self.host, self.port)
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            reader, writer = await self._connect(self.host, self.port)
+            reader, writer = await self._connect(*address)
+        if (self.host, self.port) != address:
+            writer.close()  # retargeted while connecting: the wake set by it retries at once
+            return
         self._writer = writer
         self._lost = asyncio.Event()
         self._orphans = 0

@@ -103,6 +103,9 @@ class Phd2Client:
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._in_line: set[asyncio.Task[Any]] = set()
+        """Requests to a PHD2 without OverlapSupport, each waiting for its turn or reply
+        (they end by themselves: the link dropping fails them)."""
 
     # ---------------------------------------------------------------- observation
 
@@ -154,20 +157,43 @@ class Phd2Client:
             else METHOD_TIMEOUTS_S.get(method, DEFAULT_TIMEOUT_S)
         )
         if self._conn.overlap_support:
-            return await self._request(method, params, limit)
-        # Servers without OverlapSupport (before 2.6.7) lose pipelined requests.
-        async with self._serial:
-            return await self._request(method, params, limit)
+            return await self._reply(method, self._send(method, params), limit)
+        # Servers without OverlapSupport (before 2.6.7) lose pipelined requests: one at a
+        # time. A caller cancelled while it waits for its turn sends nothing; a request
+        # once written holds the line until it is answered, timed out or the link drops,
+        # even if its caller stops waiting, or the next one would be lost.
+        await self._serial.acquire()
+        try:
+            sent = self._send(method, params)
+        except BaseException:
+            self._serial.release()
+            raise
+        task = asyncio.get_running_loop().create_task(
+            self._reply(method, sent, limit), name=f"phd2-{method}"
+        )
+        self._in_line.add(task)
+        task.add_done_callback(self._line_free)
+        return await asyncio.shield(task)
 
-    async def _request(self, method: str, params: JsonParams, limit: float) -> Any:
+    def _line_free(self, task: asyncio.Task[Any]) -> None:
+        self._in_line.discard(task)
+        self._serial.release()
+        if not task.cancelled():
+            task.exception()  # its caller, if still waiting, has it; if not, nobody needs it
+
+    def _send(self, method: str, params: JsonParams) -> tuple[int, asyncio.Future[Any]]:
         writer = self._writer
         if writer is None:
             raise ConnectionLost("not connected to PHD2")
         request_id, data = self._conn.send_request(method, params)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._futures[request_id] = future
+        writer.write(data)
+        return request_id, future
+
+    async def _reply(self, method: str, sent: tuple[int, asyncio.Future[Any]], limit: float) -> Any:
+        request_id, future = sent
         try:
-            writer.write(data)
             async with asyncio.timeout(limit):
                 reply = await future
         except TimeoutError:
@@ -193,8 +219,12 @@ class Phd2Client:
         )
 
     async def _session(self) -> None:
+        address = (self.host, self.port)
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            reader, writer = await self._connect(self.host, self.port)
+            reader, writer = await self._connect(*address)
+        if (self.host, self.port) != address:
+            writer.close()  # retargeted while connecting: the wake set by it retries at once
+            return
         self._writer = writer
         self._conn = Phd2Connection()
         self._tracker = AppStateTracker()

@@ -4,6 +4,7 @@ simulator (and, where exact control of the wire is needed, a scripted fake PHD2)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -570,3 +571,119 @@ async def test_a_lost_star_after_the_early_answers_refuses_the_dither(
     outcome = await guider.dither(quick())
     assert outcome.kind is OutcomeKind.REFUSED
     assert outcome.message == "PHD2 has lost the guide star"
+
+
+async def test_a_retarget_during_a_connection_attempt_is_not_lost(scripted, running) -> None:
+    """The attempt to the old address completes after the user named a new one: the
+    client must end up talking to the new PHD2, not stay with the old one."""
+
+    def phd2_named(name: str) -> Script:
+        async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(line(VERSION))
+            await answer_resync(reader, writer)
+            while True:
+                req = await read_request(reader)
+                writer.write(line({"jsonrpc": "2.0", "result": name, "id": req["id"]}))
+
+        return phd2
+
+    old_port = await scripted(phd2_named("old"))
+    new_port = await scripted(phd2_named("new"))
+    release = asyncio.Event()
+    attempts: list[int] = []
+
+    async def slow_connect(
+        host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        attempts.append(port)
+        if port == old_port:
+            await release.wait()  # a slow name lookup, a remote host far away
+        return await asyncio.open_connection(host, port)
+
+    client = Phd2Client(
+        "127.0.0.1", old_port, connect=slow_connect, backoff=Backoff(first_s=0.05, cap_s=0.2)
+    )
+    running(client)
+    await until(lambda: attempts == [old_port])
+    client.retarget("127.0.0.1", new_port)
+    release.set()
+    await until(lambda: client.status.connected)
+    assert client.status.port == new_port
+    assert await client.request("get_exposure") == "new"
+
+
+OLD_VERSION = {"Event": "Version", "PHDVersion": "2.6.5", "PHDSubver": ""}  # no OverlapSupport
+
+
+async def test_without_overlap_a_request_whose_caller_gave_up_still_holds_the_line(
+    scripted, running
+) -> None:
+    """PHD2 before 2.6.7 loses a request written before the last is answered, so a
+    caller that stops waiting (is cancelled) must not let the next one out early; and
+    a caller cancelled while waiting for its turn sends nothing at all."""
+    received: list[str] = []
+    early: list[bytes] = []
+    callers_done = asyncio.Event()
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(OLD_VERSION))
+        await answer_resync(reader, writer)
+        first = await read_request(reader)
+        received.append(str(first["method"]))
+        await callers_done.wait()
+        # Old PHD2 would lose anything written now: nothing may come before the reply.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                early.append(await reader.readline())
+        writer.write(line({"jsonrpc": "2.0", "result": 1, "id": first["id"]}))
+        while True:
+            req = await read_request(reader)
+            received.append(str(req["method"]))
+            writer.write(line({"jsonrpc": "2.0", "result": 2, "id": req["id"]}))
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    gave_up = asyncio.create_task(client.request("get_exposure"))
+    await until(lambda: received == ["get_exposure"])
+    never_sent = asyncio.create_task(client.request("stop_capture"))
+    await asyncio.sleep(0)  # (a turn of the loop: it is now waiting for its turn)
+    gave_up.cancel()
+    never_sent.cancel()
+    waited = asyncio.create_task(client.request("get_app_state"))
+    callers_done.set()
+    assert await waited == 2
+    assert early == [], "a request was written before the one in flight was answered"
+    assert received == ["get_exposure", "get_app_state"], "the cancelled one was not sent"
+    assert gave_up.cancelled()
+    assert never_sent.cancelled()
+
+
+async def test_an_unanswered_early_preflight_is_the_answer(
+    scripted, running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PHD2 does not answer the questions asked while the cameras paused: the dither is
+    called off after one time limit, not after asking them all again."""
+    import ditherapp.net.phd2_client as client_module
+
+    asked: list[str] = []
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        while True:
+            asked.append(str((await read_request(reader))["method"]))
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    running(client)
+    await until(lambda: client.status.connected)
+    monkeypatch.setattr(client_module, "DEFAULT_TIMEOUT_S", 0.3)
+    guider = EventGuider(client)
+    guider.prepare()
+    await until(lambda: len(asked) == 3)
+    outcome = await guider.dither(quick())
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert "did not answer" in outcome.message
+    assert sorted(asked) == sorted(PREFLIGHT), "asked once"
