@@ -71,7 +71,7 @@ def reference_parse(obj: dict[str, Any]) -> ev.Phd2Event:
             name=name,
             raw=obj,
             timestamp=float(timestamp)
-            if isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
+            if isinstance(timestamp, float) or (type(timestamp) is int and abs(timestamp) < 2**1023)
             else None,
             host=host if isinstance(host, str) else None,
         )
@@ -346,6 +346,8 @@ def test_an_unknown_event_keeps_the_raw_object_and_only_well_typed_common_fields
     # PHD2 writes a whole-second timestamp without decimals, as known events accept.
     whole = ev.parse_event({"Event": "MultiStarReport", "Timestamp": 1795300796})
     assert whole.timestamp == 1795300796.0
+    huge = ev.parse_event({"Event": "MultiStarReport", "Timestamp": 10**400})
+    assert huge.timestamp is None, "a number no float holds is no timestamp"
 
 
 # ------------------------------------------------------------------ against the reference

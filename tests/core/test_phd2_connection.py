@@ -366,6 +366,24 @@ def test_pathological_lines_are_bad_lines_not_crashes(line):
     assert conn.bad_lines == 1
 
 
+def test_an_event_the_parsers_did_not_foresee_is_a_bad_line_not_a_dropped_link(monkeypatch):
+    import ditherapp.core.phd2.connection as connection_module
+
+    real = connection_module.parse_event
+
+    def parse(obj):
+        if obj.get("Event") == "LockPositionSet":
+            raise OverflowError("a case nobody thought of")
+        return real(obj)
+
+    monkeypatch.setattr(connection_module, "parse_event", parse)
+    conn = Phd2Connection()
+    lines = b'{"Event":"LockPositionSet","X":1,"Y":2}\r\n' + SETTLE_DONE
+    assert conn.receive_data(lines)[-1].total_frames == 6
+    assert conn.bad_lines == 1
+    assert "OverflowError" in conn.last_error
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=200), max_size=20))
 def test_arbitrary_bytes_never_raise(chunks):

@@ -98,6 +98,11 @@ class Phd2Connection:
             except RemoteProtocolError as exc:
                 problem = str(exc)
                 continue
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # A case the parsers do not foresee is still PHD2's odd line, not a
+                # reason to drop the link (and with it a dither in progress).
+                problem = f"PHD2 sent what we cannot read: {type(exc).__name__}: {exc}"
+                continue
             if message is not None:
                 out.append(message)
         if problem is not None:

@@ -488,6 +488,14 @@ def _parser(cls: type[Phd2Event]) -> Callable[[JsonObject], Phd2Event]:
 _PARSERS = {name: _parser(cls) for name, cls in EVENT_TYPES.items()}
 
 
+def _timestamp(value: Any) -> float | None:
+    """An unknown event's Timestamp, if it is a number a float can hold."""
+    try:
+        return _to_float(value)
+    except (TypeError, OverflowError):
+        return None
+
+
 def parse_event(obj: JsonObject) -> Phd2Event:
     """Turn one decoded PHD2 event object into its dataclass.
 
@@ -504,8 +512,6 @@ def parse_event(obj: JsonObject) -> Phd2Event:
     return UnknownEvent(
         name=name,
         raw=obj,
-        timestamp=float(timestamp)
-        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
-        else None,
+        timestamp=_timestamp(timestamp),
         host=host if isinstance(host, str) else None,
     )
