@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from ditherapp import __version__
 from ditherapp.core import control as proto
-from ditherapp.core.phd2.events import GuideParamChange, Phd2Event, UnknownEvent
+from ditherapp.core.phd2.events import Phd2Event, UnknownEvent
 from ditherapp.core.settings import SettingError
 from ditherapp.net.service import (
     DitherRecorded,
@@ -421,25 +421,28 @@ def _event_message(event: ServiceEvent) -> dict[str, Any] | None:
             return None
 
 
-_PHD2_SKIPPED = frozenset(("raw", "host", "inst", "name"))
-_PHD2_FIELDS: dict[type[Phd2Event], tuple[str, ...]] = {}
-"""Per event class, the fields a ``phd2`` event line carries (besides ``name``)."""
+_PHD2_SKIPPED = frozenset(("raw", "host", "inst"))
+_PHD2_RENAMED = {"name": "param", "type": "level"}
+"""Fields whose name the line's own keys take: GuideParamChange's Name (the parameter)
+and Alert's Type (info, question, warning, error)."""
+_PHD2_FIELDS: dict[type[Phd2Event], tuple[tuple[str, str], ...]] = {}
+"""Per event class, (attribute, key in the line) for the fields a ``phd2`` line carries."""
 
 
 def _phd2_fields(event: Phd2Event) -> dict[str, Any]:
     cls = type(event)
-    names = _PHD2_FIELDS.get(cls)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _PHD2_SKIPPED)
-        _PHD2_FIELDS[cls] = names
-    if isinstance(event, UnknownEvent):
-        out: dict[str, Any] = {"name": event.name}
-    elif isinstance(event, GuideParamChange):  # its Name is the parameter's
-        out = {"name": event.NAME, "param": event.name}
-    else:
-        out = {"name": event.NAME}
-    for name in names:
-        value = getattr(event, name)
+    fields = _PHD2_FIELDS.get(cls)
+    if fields is None:
+        named = [
+            (f.name, _PHD2_RENAMED.get(f.name, f.name))
+            for f in dataclasses.fields(cls)
+            if f.name not in _PHD2_SKIPPED and not (cls is UnknownEvent and f.name == "name")
+        ]
+        fields = tuple(sorted(named, key=lambda pair: pair[0] != "name"))  # param first
+        _PHD2_FIELDS[cls] = fields
+    out: dict[str, Any] = {"name": event.name if isinstance(event, UnknownEvent) else event.NAME}
+    for attr, key in fields:
+        value = getattr(event, attr)
         if value is not None:
-            out[name] = list(value) if isinstance(value, tuple) else value
+            out[key] = list(value) if isinstance(value, tuple) else value
     return out

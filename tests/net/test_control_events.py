@@ -43,7 +43,8 @@ def reference_fields(event: ev.Phd2Event) -> dict[str, Any]:
         value = getattr(event, f.name)
         if f.name in ("raw", "host", "inst", "name") or value is None:
             continue
-        out[f.name] = list(value) if isinstance(value, tuple) else value
+        key = "level" if f.name == "type" else f.name  # Alert's Type: "type" is the line's
+        out[key] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -69,6 +70,7 @@ def test_phd2_event_lines_keep_every_field_in_order() -> None:
         ev.GuideParamChange(name="Exposure", value=2000),
         ev.GuideParamChange(value=3),
         ev.UnknownEvent(name="SomethingNew", raw={"Event": "SomethingNew", "X": 1}),
+        ev.Alert(msg="Dark library is out of date", type="info"),
         step(7),
     ]
     kinds = {type(e) for e in seen}
@@ -88,6 +90,19 @@ def test_a_guide_parameter_change_keeps_its_event_name() -> None:
     assert message["name"] == "GuideParamChange"
     assert message["param"] == "Exposure"
     assert message["value"] == 2000
+
+
+def test_a_phd2_alert_line_is_still_an_event_line() -> None:
+    """PHD2's Alert has a Type of its own; it must not replace the line's "type"."""
+    message = control_server._event_message(
+        Phd2EventSeen(event=ev.Alert(msg="Star lost - low SNR", type="warning"))
+    )
+    assert message is not None
+    assert message["type"] == "event"
+    assert message["event"] == "phd2"
+    assert message["name"] == "Alert"
+    assert message["level"] == "warning"
+    assert message["msg"] == "Star lost - low SNR"
 
 
 def test_a_guide_step_line_as_a_controller_reads_it() -> None:
