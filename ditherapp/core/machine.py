@@ -673,9 +673,12 @@ class DitherMachine:
         cycle.outcome = outcome
         cycle.finished_at = now
         self.last_outcome = outcome
-        if outcome.kind is OutcomeKind.REFUSED and cycle.trigger != "manual":
+        refused = outcome.kind is OutcomeKind.REFUSED and cycle.trigger != "manual"
+        if refused and self.guider.connected:
             # Each attempt costs every camera its frame in progress: do not try again at
-            # every frame while whatever refused it lasts.
+            # every frame while whatever refused it lasts. (Called off because the link
+            # dropped: nothing starts while PHD2 is away, and once it is back the due
+            # dither should not wait.)
             self._retry_at = now + REFUSED_RETRY_S
         if outcome.kind.moved:
             self.totals.dithers += 1

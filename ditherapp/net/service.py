@@ -280,14 +280,17 @@ class DitherService:
     def _feed(self, event: m.Input) -> None:
         phase_before = self.machine.phase
         actions = self.machine.handle(event, self._clock())
+        for action in actions:
+            self._execute(action)
         if (
             phase_before is m.Phase.IDLE
             and self.machine.phase is m.Phase.PAUSING
             and not self._stopping
         ):
-            self.guider.prepare()  # PHD2 answers while the cameras pause
-        for action in actions:
-            self._execute(action)
+            try:
+                self.guider.prepare()  # PHD2 answers while the cameras pause
+            except Exception:
+                log.exception("could not ask PHD2 ahead; the dither will ask")
         if actions or self.machine.phase is not phase_before or not isinstance(event, m.CameraAck):
             self._emit(StatusChanged())
 

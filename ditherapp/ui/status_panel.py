@@ -72,7 +72,11 @@ def _detail() -> ElidedLabel:
 def _waiting_to_retry(snap: Snapshot) -> bool:
     """PHD2 refused the last dither and the next try waits (the machine's back-off)."""
     last = snap.get("last_outcome") or {}
-    return last.get("outcome") == "refused" and isinstance(snap.get("retry_in_s"), int | float)
+    return (
+        snap.get("enabled", True) is not False
+        and last.get("outcome") == "refused"
+        and isinstance(snap.get("retry_in_s"), int | float)
+    )
 
 
 class StatusBanner(QFrame):

@@ -584,6 +584,27 @@ def test_a_refused_dither_does_not_reset_the_counters_and_is_retried(make, pick)
     assert rig.now >= refused_at + m.REFUSED_RETRY_S, "due again after the back-off"
 
 
+def test_a_cycle_called_off_by_a_lost_link_is_tried_again_as_soon_as_phd2_is_back(rig_class, pick):
+    """No 30 s back-off for a link that dropped while the cameras paused: PHD2 did not
+    refuse anything, and nothing starts while it is away anyway."""
+    rig = rig_class.with_settings(ditherevery=1, waitfornextframe=False)
+    rig.guider()
+    rig.connect("cam-1", name="Main")
+    rig.connect("cam-2", name="Slow", acks=False, capturing=False)  # keeps it pausing
+    assert pick(m.SendPause, rig.frame("cam-1"))
+    assert rig.phase is m.Phase.PAUSING
+    rig.guider(S.UNKNOWN, connected=False)
+    assert rig.machine.last_outcome is not None
+    assert rig.machine.last_outcome.kind is K.REFUSED
+    rig.feed(m.CameraPaused(camera="cam-2", paused=False, by="app"))
+    assert rig.phase is m.Phase.IDLE
+    assert rig.machine.retry_in(rig.now) is None
+    back_at = rig.now
+    rig.guider(S.GUIDING)
+    rig.advance_until(m.SendPause)
+    assert rig.now - back_at < 15, "tried again at the first frames after PHD2 came back"
+
+
 # ------------------------------------------------------------------ cameras coming and going
 
 

@@ -114,3 +114,21 @@ async def test_phd2_is_asked_ahead_once_per_cycle_while_the_cameras_pause(app_pa
     assert len(guider.requests) == 1
     assert guider.prepared == 1
     service.shutdown()
+
+
+async def test_a_guider_that_cannot_ask_ahead_still_dithers(app_parts, monkeypatch) -> None:
+    _, _, guider = app_parts
+
+    def broken() -> None:
+        raise RuntimeError("cannot ask ahead")
+
+    monkeypatch.setattr(guider, "prepare", broken)
+    service = make_service(guider)
+    cam = Link()
+    camera = service.attach_camera("main", cam)
+    service.camera_message(camera, {"type": "frame", "exposure_s": 1.0, "saved": True})
+    (pause,) = cam.of("pause")
+    service.camera_message(camera, {"type": "ack", "id": pause["id"], "ok": True})
+    await until(lambda: bool(cam.of("resume")))
+    assert len(guider.requests) == 1
+    service.shutdown()

@@ -100,6 +100,9 @@ async def test_a_refused_dither_says_why_and_when_it_is_tried_again(
     assert detail.startswith(("trying again in 30 s", "trying again in 29 s"))
     assert detail.endswith(" · refused: PHD2 is paused")
     assert window.banner.phase.property("state") == "warn"
+    window.banner.enable_button.click()
+    await until(lambda: "trying again" not in window.banner.phase_detail.text(), what="off")
+    assert window.banner.phase.property("state") == "off"
 
 
 async def test_a_long_message_does_not_push_the_banner_around(
