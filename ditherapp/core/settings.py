@@ -8,8 +8,10 @@ default is written once. Names are the seed's socket names (SimpleDither's clien
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -51,6 +53,8 @@ class SettingSpec:
     choices: tuple[str, ...] = ()
     live: bool = True
     """Takes effect for the next dither without reconnecting anything."""
+    check: Callable[[str], str] | None = None
+    """For text: returns the value to keep, or raises ValueError saying what is wrong."""
 
     def range_text(self) -> str:
         if self.kind is Kind.INT:
@@ -83,7 +87,32 @@ class SettingSpec:
                 text = str(raw).strip()
                 if len(text) > 256 or any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in text):
                     raise SettingError(f"{self.name} must be one line of at most 256 characters")
+                if self.check is not None:
+                    try:
+                        text = self.check(text)
+                    except ValueError as exc:
+                        raise SettingError(f"{self.name}: {exc}") from None
                 return text
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def host_name(text: str) -> str:
+    """A computer's name or IP address as a socket can use it ("[::1]" becomes "::1")."""
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    name = text.removesuffix(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(x) for x in labels):
+        raise ValueError(f"{text!r} is not a host name or IP address")
+    if all(x.isdigit() for x in labels):
+        raise ValueError(f"{text!r} is not an IP address")
+    return name
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -253,6 +282,7 @@ SPECS: tuple[SettingSpec, ...] = (
         kind=Kind.TEXT,
         default="127.0.0.1",
         group=Group.PHD2,
+        check=host_name,
         help="The computer PHD2 runs on. A change reconnects at once.",
     ),
     SettingSpec(
@@ -298,6 +328,7 @@ SPECS: tuple[SettingSpec, ...] = (
         default="127.0.0.1",
         group=Group.CONTROL,
         live=False,
+        check=host_name,
         help="Address of the control socket used by the SharpCap hook and ditherctl. "
         "Anything but loopback requires a token. Takes effect at the next start.",
     ),

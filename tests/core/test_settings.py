@@ -211,3 +211,28 @@ def test_parse_either_accepts_within_range_or_raises_a_setting_error(name, raw):
         assert spec.maximum is not None
         assert spec.minimum <= value <= spec.maximum
     assert spec.parse(value) == value
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        (" observatory.local ", "observatory.local"),
+        ("MINI-PC", "MINI-PC"),
+        ("imaging_pc.lan.", "imaging_pc.lan"),
+        ("[::1]", "::1"),
+        ("fe80::1", "fe80::1"),
+    ],
+)
+def test_a_host_is_a_name_or_address_a_socket_can_use(raw, kept):
+    for name in ("phd2host", "controlhost"):
+        assert DitherSettings().with_value(name, raw).get(name) == kept
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "not a host", "a..b", "-pc", "pc-", "x" * 64, "999.1.1.1", "host:4400", "[::1"]
+)
+def test_a_host_no_socket_can_use_is_refused_at_once(raw):
+    """Not at connect time, as a traceback in the log at every retry all night."""
+    with pytest.raises(SettingError, match=r"phd2host: .* is not a"):
+        DitherSettings().with_value("phd2host", raw)
