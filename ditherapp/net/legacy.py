@@ -147,7 +147,9 @@ class LegacyGuider:
     def retarget(self, host: str, event_port: int, legacy_port: int) -> None:  # noqa: ARG002
         self.host, self.port = host, legacy_port
         self._update(host=host, port=legacy_port)
-        self.reconnect_now()
+        self._backoff.reset()
+        self._abort(f"PHD2 is now looked for at {host}:{legacy_port}")
+        self._wake.set()
 
     def prepare(self) -> None:
         """Nothing to ask ahead: the legacy port takes one command at a time, so an early

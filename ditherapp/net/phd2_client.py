@@ -103,6 +103,8 @@ class Phd2Client:
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._closed_by_us = ""
+        """Why we closed the connection ourselves, for the status, instead of blaming PHD2."""
         self._in_line: set[asyncio.Task[Any]] = set()
         """Requests to a PHD2 without OverlapSupport, each waiting for its turn or reply
         (they end by themselves: the link dropping fails them)."""
@@ -130,16 +132,20 @@ class Phd2Client:
 
     def reconnect_now(self) -> None:
         """Skip the remaining backoff wait (or drop and redo a live connection)."""
-        self._backoff.reset()
-        if self._writer is not None:
-            self._writer.close()
-        self._wake.set()
+        self._close_now("reconnecting on request")
 
     def retarget(self, host: str, port: int) -> None:
         """Connect somewhere else from the next attempt on."""
         self.host, self.port = host, port
         self._update(host=host, port=port)
-        self.reconnect_now()
+        self._close_now(f"PHD2 is now looked for at {host}:{port}")
+
+    def _close_now(self, reason: str) -> None:
+        self._backoff.reset()
+        if self._writer is not None:
+            self._closed_by_us = reason
+            self._writer.close()
+        self._wake.set()
 
     # ---------------------------------------------------------------- requests
 
@@ -226,6 +232,7 @@ class Phd2Client:
             writer.close()  # retargeted while connecting: the wake set by it retries at once
             return
         self._writer = writer
+        self._closed_by_us = ""
         self._conn = Phd2Connection()
         self._tracker = AppStateTracker()
         self._settling = False
@@ -250,7 +257,7 @@ class Phd2Client:
         while True:
             data = await reader.read(READ_CHUNK)
             if not data:
-                raise ConnectionLost("PHD2 closed the connection")
+                raise ConnectionLost(self._closed_by_us or "PHD2 closed the connection")
             for message in self._conn.receive_data(data):
                 if isinstance(message, ev.Phd2Event):
                     self._on_event(message)
