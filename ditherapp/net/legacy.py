@@ -63,11 +63,10 @@ from ditherapp.core.phd2.legacy import (
 from ditherapp.net.backoff import Backoff, reconnect_forever
 from ditherapp.net.guider import EventGuider, Guider
 from ditherapp.net.listeners import Listeners
-from ditherapp.net.phd2_client import Connector, LinkStatus, Phd2Client
+from ditherapp.net.phd2_client import Connector, LinkStatus, Phd2Client, open_current
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 5.0
 """PHD2 answers on its GUI thread, within milliseconds unless it is stuck."""
 COMMAND_TIMEOUTS_S = {Command.MSG_AUTOFINDSTAR: 30.0}
@@ -222,12 +221,10 @@ class LegacyGuider:
         )
 
     async def _session(self) -> None:
-        address = (self.host, self.port)
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            reader, writer = await self._connect(*address)
-        if (self.host, self.port) != address:
-            writer.close()  # retargeted while connecting: the wake set by it retries at once
+        opened = await open_current(lambda: (self.host, self.port), self._connect)
+        if opened is None:
             return
+        reader, writer = opened
         self._writer = writer
         self._lost = asyncio.Event()
         self._orphans = 0

@@ -59,6 +59,20 @@ class Phd2RpcError(DitherAppError):
         self.message = message
 
 
+async def open_current(
+    address: Callable[[], tuple[str, int]], connect: Connector
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """Connect to where ``address()`` says PHD2 is; None if by the time the connection is
+    made it says somewhere else (retargeted meanwhile: the caller retries at once)."""
+    target = address()
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        reader, writer = await connect(*target)
+    if address() != target:
+        writer.close()
+        return None
+    return reader, writer
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinkStatus:
     host: str
@@ -225,12 +239,10 @@ class Phd2Client:
         )
 
     async def _session(self) -> None:
-        address = (self.host, self.port)
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            reader, writer = await self._connect(*address)
-        if (self.host, self.port) != address:
-            writer.close()  # retargeted while connecting: the wake set by it retries at once
+        opened = await open_current(lambda: (self.host, self.port), self._connect)
+        if opened is None:
             return
+        reader, writer = opened
         self._writer = writer
         self._closed_by_us = ""
         self._conn = Phd2Connection()

@@ -339,3 +339,40 @@ async def test_auto_falls_back_to_legacy_and_returns_to_the_event_server(sim):
             await second.stop()
     assert "legacy" in backends
     assert "event" in backends[backends.index("legacy") :]
+
+
+async def test_a_retarget_during_a_connection_attempt_is_not_lost() -> None:
+    """The attempt to the old legacy port completes after the user named a new PHD2:
+    the guider must end up on the new one."""
+    async with (
+        Phd2Simulator(start="guiding") as old,
+        Phd2Simulator(start="stopped") as new,
+    ):
+        release = asyncio.Event()
+        attempts: list[int] = []
+
+        async def slow_connect(
+            host: str, port: int
+        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            attempts.append(port)
+            if port == old.legacy_port:
+                await release.wait()  # a slow name lookup, a remote host far away
+            return await asyncio.open_connection(host, port)
+
+        guider = LegacyGuider(
+            "127.0.0.1",
+            old.legacy_port,
+            connect=slow_connect,
+            backoff=Backoff(first_s=0.05, cap_s=0.2),
+            poll_s=0.1,
+        )
+        task = asyncio.create_task(guider.run())
+        try:
+            await wait_until(lambda: attempts == [old.legacy_port], "the first attempt")
+            guider.retarget("127.0.0.1", 0, new.legacy_port)
+            release.set()
+            await wait_until(lambda: guider.status.state is Phd2State.STOPPED, "the new PHD2")
+            assert guider.status.port == new.legacy_port
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
