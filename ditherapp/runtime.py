@@ -20,6 +20,7 @@ from ditherapp.net.guider import EventGuider, Guider
 from ditherapp.net.ledger import JsonlLedger
 from ditherapp.net.phd2_client import Phd2Client, event_port, legacy_port
 from ditherapp.net.service import DitherService, SaveSettings, ServiceEvent, SettingChanged
+from ditherapp.net.switch import GuiderSwitch
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Runtime:
         self.control: ControlServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._phd2_address: tuple[str, int, int] | None = None
+        self.guider: GuiderSwitch | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -121,9 +123,9 @@ class Runtime:
             settings = settings.with_value("phd2host", "127.0.0.1")
             self.options = options
         ledger = JsonlLedger(options.ledger_path) if options.ledger_path else None
-        guider = build_guider(settings, options)
+        self.guider = GuiderSwitch(build_guider(settings, options))
         self.service = DitherService(
-            settings=settings, guider=guider, ledger=ledger, save_settings=self._save
+            settings=settings, guider=self.guider, ledger=ledger, save_settings=self._save
         )
         self._phd2_address = phd2_address(settings, options)
         self.service.subscribe(self._on_service_event)
@@ -149,8 +151,13 @@ class Runtime:
                 self._spawn(camera.run(), f"sim-camera-{i + 1}")
 
     def _on_service_event(self, event: ServiceEvent) -> None:
-        if isinstance(event, SettingChanged) and event.name in ("phd2host", "phd2instance"):
+        if not isinstance(event, SettingChanged):
+            return
+        if event.name in ("phd2host", "phd2instance"):
             self._follow_phd2()
+        elif event.name == "phd2backend" and self.guider is not None and self.service:
+            log.info("talking to PHD2 through its %s protocol from now on", event.value)
+            self.guider.use(build_guider(self.service.settings, self.options))
 
     def _follow_phd2(self) -> None:
         """PHD2's host or instance changed: talk to it there from now on."""

@@ -303,10 +303,9 @@ SPECS: tuple[SettingSpec, ...] = (
         default="auto",
         choices=("auto", "event", "legacy"),
         group=Group.PHD2,
-        live=False,
         help="'event': PHD2's event server (JSON-RPC). 'legacy': the old one-byte socket "
         "server. 'auto': the event server, falling back to the legacy port when only it answers. "
-        "Takes effect at the next start.",
+        "A change reconnects at once.",
     ),
     SettingSpec(
         name="legacypoll",

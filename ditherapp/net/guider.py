@@ -42,7 +42,9 @@ answer asked before it stale."""
 
 
 class Guider(Protocol):
-    backend: str
+    @property
+    def backend(self) -> str:
+        """The protocol in use now: "event" or "legacy"."""
 
     @property
     def status(self) -> LinkStatus: ...

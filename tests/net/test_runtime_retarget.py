@@ -72,3 +72,30 @@ async def test_only_a_new_address_reconnects(
             assert moves == []
             service.set_setting("phd2host", "localhost")
             assert moves == [("localhost", sim.event_port, sim.legacy_port)]
+
+
+async def test_a_new_phd2_protocol_is_used_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Phd2Simulator(start="guiding") as sim:
+        monkeypatch.setattr(runtime_module, "event_port", lambda n: sim.event_port)
+        monkeypatch.setattr(runtime_module, "legacy_port", lambda n: sim.legacy_port)
+        settings = DitherSettings().with_value("phd2backend", "event")
+        async with Runtime(settings, RuntimeOptions()) as rt:
+            service = rt.service
+            assert service is not None
+            await until(lambda: service.guider.status.connected)
+            for backend, port in (
+                ("legacy", sim.legacy_port),
+                ("auto", sim.event_port),
+                ("event", sim.event_port),
+            ):
+                service.set_setting("phd2backend", backend)
+                await until(
+                    lambda port=port: (
+                        service.guider.status.connected and service.guider.status.port == port
+                    )
+                )
+                expected = "legacy" if backend == "legacy" else "event"
+                assert service.snapshot()["phd2"]["backend"] == expected
+                assert service.snapshot()["phd2"]["state"] == "Guiding"
