@@ -179,7 +179,7 @@ class SettingsPanel(QScrollArea):
         forms = {
             "dither": self._group(column, "Dither", "Applies to the next dither."),
             "phd2": self._group(column, "PHD2"),
-            "restart": self._group(column, "Connections", RESTART_NOTE),
+            "restart": self._group(column, "Control socket", RESTART_NOTE),
         }
         labels: list[QLabel] = []
         for spec in SPECS:

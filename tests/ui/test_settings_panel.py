@@ -182,9 +182,9 @@ def test_settings_that_apply_at_restart_are_grouped_and_marked(panel: SettingsPa
         box = widget.parentWidget()
         assert isinstance(box, QGroupBox)
         if spec.live:
-            assert box.title() != "Connections", spec.name
+            assert box.title() != "Control socket", spec.name
         else:
-            assert box.title() == "Connections", spec.name
+            assert box.title() == "Control socket", spec.name
             assert "restarts" in widget.toolTip()
     restart_box = panel.bindings["controlport"].widget.parentWidget()
     assert restart_box is not None
