@@ -4,8 +4,10 @@ talks to the new one at once, without a restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,9 +56,10 @@ async def test_a_new_phd2_instance_is_followed_at_once(
             assert snapshot["state"] == "Guiding"
 
 
-async def test_only_a_new_address_reconnects(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.asynccontextmanager
+async def one_phd2(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Phd2Simulator, Any]]:
+    """A simulator that every instance number leads to, and ditherapp connected to it
+    through the event server."""
     async with Phd2Simulator(start="guiding") as sim:
         monkeypatch.setattr(runtime_module, "event_port", lambda n: sim.event_port)
         monkeypatch.setattr(runtime_module, "legacy_port", lambda n: sim.legacy_port)
@@ -65,37 +68,33 @@ async def test_only_a_new_address_reconnects(
             service = rt.service
             assert service is not None
             await until(lambda: service.guider.status.connected)
-            moves: list[tuple[str, int, int]] = []
-            monkeypatch.setattr(service.guider, "retarget", lambda *a: moves.append(a))
-            service.set_setting("phd2instance", 3)  # the same simulator: nothing to redo
-            service.set_setting("phd2host", "127.0.0.1")
-            assert moves == []
-            service.set_setting("phd2host", "localhost")
-            assert moves == [("localhost", sim.event_port, sim.legacy_port)]
+            yield sim, service
 
 
-async def test_a_new_phd2_protocol_is_used_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with Phd2Simulator(start="guiding") as sim:
-        monkeypatch.setattr(runtime_module, "event_port", lambda n: sim.event_port)
-        monkeypatch.setattr(runtime_module, "legacy_port", lambda n: sim.legacy_port)
-        settings = DitherSettings().with_value("phd2backend", "event")
-        async with Runtime(settings, RuntimeOptions()) as rt:
-            service = rt.service
-            assert service is not None
-            await until(lambda: service.guider.status.connected)
-            for backend, port in (
-                ("legacy", sim.legacy_port),
-                ("auto", sim.event_port),
-                ("event", sim.event_port),
-            ):
-                service.set_setting("phd2backend", backend)
-                await until(
-                    lambda port=port: (
-                        service.guider.status.connected and service.guider.status.port == port
-                    )
+async def test_only_a_new_address_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with one_phd2(monkeypatch) as (sim, service):
+        moves: list[tuple[str, int, int]] = []
+        monkeypatch.setattr(service.guider, "retarget", lambda *a: moves.append(a))
+        service.set_setting("phd2instance", 3)  # the same simulator: nothing to redo
+        service.set_setting("phd2host", "127.0.0.1")
+        assert moves == []
+        service.set_setting("phd2host", "localhost")
+        assert moves == [("localhost", sim.event_port, sim.legacy_port)]
+
+
+async def test_a_new_phd2_protocol_is_used_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with one_phd2(monkeypatch) as (sim, service):
+        for backend, port in (
+            ("legacy", sim.legacy_port),
+            ("auto", sim.event_port),
+            ("event", sim.event_port),
+        ):
+            service.set_setting("phd2backend", backend)
+            await until(
+                lambda port=port: (
+                    service.guider.status.connected and service.guider.status.port == port
                 )
-                expected = "legacy" if backend == "legacy" else "event"
-                assert service.snapshot()["phd2"]["backend"] == expected
-                assert service.snapshot()["phd2"]["state"] == "Guiding"
+            )
+            expected = "legacy" if backend == "legacy" else "event"
+            assert service.snapshot()["phd2"]["backend"] == expected
+            assert service.snapshot()["phd2"]["state"] == "Guiding"
