@@ -52,6 +52,11 @@ async def reconnect_forever(
             # PHD2's reply, a host name that does not encode) may not end it for good.
             log.exception("unexpected failure of the connection")
             on_error(f"{type(exc).__name__}: {exc}")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # On 3.11 a task group can report a child's error and drop the cancel that
+            # came with it: a stop must still stop us.
+            raise asyncio.CancelledError
         delay = backoff.next_delay()
         on_wait(delay)
         with contextlib.suppress(TimeoutError):

@@ -221,10 +221,7 @@ class LegacyGuider:
         )
 
     async def _session(self) -> None:
-        opened = await open_current(lambda: (self.host, self.port), self._connect)
-        if opened is None:
-            return
-        reader, writer = opened
+        reader, writer = await open_current(lambda: (self.host, self.port), self._connect)
         self._writer = writer
         self._lost = asyncio.Event()
         self._orphans = 0

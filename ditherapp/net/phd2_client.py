@@ -61,16 +61,22 @@ class Phd2RpcError(DitherAppError):
 
 async def open_current(
     address: Callable[[], tuple[str, int]], connect: Connector
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-    """Connect to where ``address()`` says PHD2 is; None if by the time the connection is
-    made it says somewhere else (retargeted meanwhile: the caller retries at once)."""
-    target = address()
-    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-        reader, writer = await connect(*target)
-    if address() != target:
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to where ``address()`` says PHD2 is. If it names somewhere else by the
+    time an attempt ends (the user changed it meanwhile), that attempt's result says
+    nothing: try the new address at once, within the same attempt."""
+    while True:
+        target = address()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await connect(*target)
+        except (OSError, TimeoutError):
+            if address() != target:
+                continue
+            raise
+        if address() == target:
+            return reader, writer
         writer.close()
-        return None
-    return reader, writer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,10 +245,7 @@ class Phd2Client:
         )
 
     async def _session(self) -> None:
-        opened = await open_current(lambda: (self.host, self.port), self._connect)
-        if opened is None:
-            return
-        reader, writer = opened
+        reader, writer = await open_current(lambda: (self.host, self.port), self._connect)
         self._writer = writer
         self._closed_by_us = ""
         self._conn = Phd2Connection()

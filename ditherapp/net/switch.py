@@ -10,7 +10,7 @@ dropped link.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Callable
 
 from ditherapp.core.dither import DitherOutcome, DitherRequest
@@ -18,6 +18,8 @@ from ditherapp.core.phd2 import events as ev
 from ditherapp.net.guider import Guider
 from ditherapp.net.listeners import Listeners
 from ditherapp.net.phd2_client import LinkStatus
+
+log = logging.getLogger(__name__)
 
 
 class GuiderSwitch:
@@ -94,11 +96,15 @@ class GuiderSwitch:
                 switched.cancel()
                 if not running.done():
                     running.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await running
+                    # Wait for it without taking its CancelledError for ours: a stop
+                    # that comes now must still stop this loop.
+                    await asyncio.wait({running})
             if switched not in done:
                 running.result()  # the backend ended by itself: say why, as it would
                 return
+            failure = None if running.cancelled() else running.exception()
+            if failure is not None:
+                log.warning("the PHD2 backend switched away from had failed: %s", failure)
 
     def reconnect_now(self) -> None:
         self._guider.reconnect_now()

@@ -123,3 +123,69 @@ async def test_a_dither_under_way_when_the_protocol_changes_resumes_the_cameras(
     assert service.machine.last_outcome is not None
     assert service.machine.last_outcome.kind is OutcomeKind.LOST
     service.shutdown()
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_stop_that_comes_during_a_switch_stops(turns: int) -> None:
+    """Quitting right after changing the protocol: the switch is stopping the old backend
+    when the stop comes; it must stop, not go on with the new backend for ever."""
+    from ditherapp.net.guider import EventGuider
+    from ditherapp.net.legacy import LegacyGuider
+    from ditherapp.net.phd2_client import Phd2Client
+    from ditherapp.sim.phd2_sim import Phd2Simulator
+
+    async with Phd2Simulator(start="guiding") as sim:
+        old = EventGuider(Phd2Client("127.0.0.1", sim.event_port))
+        switch = GuiderSwitch(old)
+        task = asyncio.create_task(switch.run())
+        await until(lambda: old.status.connected)
+        new = LegacyGuider("127.0.0.1", sim.legacy_port)
+        switch.use(new)
+        for _ in range(turns):
+            await asyncio.sleep(0)  # (loop turns: where in the switch the stop lands)
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)  # (this wait never cancels it again)
+        stopped = task.cancelled()
+        if not stopped:
+            task.cancel()
+            await asyncio.wait({task})
+        assert stopped, "the stop was taken for the old backend's and lost"
+        assert not new.status.connected
+
+
+async def test_a_stop_is_not_lost_when_the_connection_fails_at_the_same_moment() -> None:
+    """On 3.11 a task group can report a child's error and drop a cancel that came with
+    it; the reconnect loop must still stop."""
+    import json
+
+    from ditherapp.net.backoff import Backoff
+    from ditherapp.net.phd2_client import Phd2Client
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        version = {"Event": "Version", "PHDVersion": "2.6.14", "OverlapSupport": True}
+        writer.write((json.dumps(version) + "\r\n").encode())
+        while raw := await reader.readline():
+            refusal = {"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}}
+            writer.write((json.dumps({**refusal, "id": json.loads(raw)["id"]}) + "\r\n").encode())
+
+    server = await asyncio.start_server(phd2, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        client = Phd2Client("127.0.0.1", port, backoff=Backoff(first_s=0.05, cap_s=0.05))
+        run = asyncio.create_task(client.run())
+        resync = client._resync
+
+        async def resync_then_stop() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.add_done_callback(lambda _: run.cancel())  # the stop lands as it fails
+            client._resync = resync  # type: ignore[method-assign]
+            await resync()
+
+        client._resync = resync_then_stop  # type: ignore[method-assign]
+        async with asyncio.timeout(5):
+            with pytest.raises(asyncio.CancelledError):
+                await run
+    finally:
+        server.close()
+        await server.wait_closed()
