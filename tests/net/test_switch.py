@@ -164,9 +164,13 @@ async def test_a_stop_is_not_lost_when_the_connection_fails_at_the_same_moment()
     async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         version = {"Event": "Version", "PHDVersion": "2.6.14", "OverlapSupport": True}
         writer.write((json.dumps(version) + "\r\n").encode())
-        while raw := await reader.readline():
-            refusal = {"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}}
-            writer.write((json.dumps({**refusal, "id": json.loads(raw)["id"]}) + "\r\n").encode())
+        try:
+            while raw := await reader.readline():
+                refusal = {"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}}
+                reply = {**refusal, "id": json.loads(raw)["id"]}
+                writer.write((json.dumps(reply) + "\r\n").encode())
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(phd2, "127.0.0.1", 0)
     try:
