@@ -146,6 +146,8 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
         sim_cameras=args.sim_cameras,
         sim_time_scale=args.sim_time_scale,
         ledger_path=ledger,
+        # beside the ledger: a session with its own ledger (tests, --simulate) keeps its own
+        exposure_restore_path=ledger.with_name(ledger.stem + ".settle-exposure.json"),
     )
 
 
@@ -158,11 +160,9 @@ def load_settings(args: argparse.Namespace) -> tuple[SettingsStore, DitherSettin
     fresh = path is not None and not path.exists()
     settings, problems = store.load()
     if args.simulate and fresh:
-        for name, default in SIMULATE_DEFAULTS.items():
-            settings = settings.with_value(name, default)
+        settings = settings.with_values(SIMULATE_DEFAULTS)
     overrides = _overrides(args)
-    for name, value in overrides.items():
-        settings = settings.with_value(name, value)
+    settings = settings.with_values(overrides)
     store.pinned = frozenset(overrides)
     return store, settings, problems
 

@@ -15,16 +15,20 @@ from pathlib import Path
 from typing import Any, Self
 
 from ditherapp.core.settings import DitherSettings
+from ditherapp.net.alerts import WebhookAlerts
 from ditherapp.net.control_server import ControlServer
 from ditherapp.net.guider import EventGuider, Guider
 from ditherapp.net.ledger import JsonlLedger
 from ditherapp.net.phd2_client import Phd2Client, event_port, legacy_port
 from ditherapp.net.service import DitherService, SaveSettings, ServiceEvent, SettingChanged
+from ditherapp.net.settings_saver import SettingsSaver
 from ditherapp.net.switch import GuiderSwitch
 
 log = logging.getLogger(__name__)
 
 SIM_CAMERA_EXPOSURES_S = (3.0, 5.0, 4.0, 6.0)
+QUIT_WAIT_S = 5.0
+"""How long quitting waits for the dither's own clean-up (the exposure put back)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +41,11 @@ class RuntimeOptions:
     sim_time_scale: float = 2.0
     sim_exposure_s: float = 1.0
     ledger_path: Path | None = None
+    exposure_restore_path: Path | None = None
+    """Where the guide exposure to put back is kept while a settle runs at a short one."""
+    phd2_time_scale: float = 1.0
+    """How much faster than life PHD2's time runs (a simulator's): the settle judge counts
+    PHD2's settle time at the same pace (``--simulate`` sets it to the simulator's)."""
 
 
 def phd2_address(settings: DitherSettings, options: RuntimeOptions) -> tuple[str, int, int]:
@@ -64,8 +73,14 @@ def build_guider(settings: DitherSettings, options: RuntimeOptions) -> Guider:
                 event_port=port,
                 legacy_port=lport,
                 poll_s=settings.legacypoll,
+                restore_path=options.exposure_restore_path,
+                time_scale=options.phd2_time_scale,
             )
-    return EventGuider(Phd2Client(host, port))
+    return EventGuider(
+        Phd2Client(host, port),
+        restore_path=options.exposure_restore_path,
+        time_scale=options.phd2_time_scale,
+    )
 
 
 class Runtime:
@@ -78,7 +93,8 @@ class Runtime:
     ) -> None:
         self.options = options
         self._initial = settings
-        self._save = save_settings
+        self.saver = SettingsSaver(save_settings) if save_settings is not None else None
+        """Writes the settings file off the event loop (``save_settings`` runs in a thread)."""
         self.sim: Any = None
         self.cameras: list[Any] = []
         self.service: DitherService | None = None
@@ -86,6 +102,7 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._phd2_address: tuple[str, int, int] | None = None
         self.guider: GuiderSwitch | None = None
+        self.alerts: WebhookAlerts | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -119,16 +136,26 @@ class Runtime:
                 sim_cameras=options.sim_cameras,
                 sim_time_scale=options.sim_time_scale,
                 ledger_path=options.ledger_path,
+                exposure_restore_path=options.exposure_restore_path,
+                phd2_time_scale=options.sim_time_scale,
             )
             settings = settings.with_value("phd2host", "127.0.0.1")
             self.options = options
         ledger = JsonlLedger(options.ledger_path) if options.ledger_path else None
         self.guider = GuiderSwitch(build_guider(settings, options))
         self.service = DitherService(
-            settings=settings, guider=self.guider, ledger=ledger, save_settings=self._save
+            settings=settings,
+            guider=self.guider,
+            ledger=ledger,
+            save_settings=self.saver.submit if self.saver is not None else None,
         )
+        if self.saver is not None:
+            self.saver.on_error = self.service.alert
         self._phd2_address = phd2_address(settings, options)
         self.service.subscribe(self._on_service_event)
+        service = self.service
+        self.alerts = WebhookAlerts(lambda: service.settings.alerturl)
+        self.alerts.follow(service)
         self.control = ControlServer(
             self.service,
             host=settings.controlhost,
@@ -186,10 +213,16 @@ class Runtime:
         """Resume every camera first, then close everything."""
         if self.service is not None:
             self.service.shutdown()
+            # A dither cancelled mid-settle puts PHD2's guide exposure back first.
+            await self.service.wait_stopped(QUIT_WAIT_S)
         for camera in self.cameras:
             camera.stop()
         if self.control is not None:
             await self.control.close()
+        if self.saver is not None:
+            await self.saver.flush()  # the last change is on disk before we are gone
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.close)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -33,6 +33,14 @@ SETTINGS
 
 CHECKING IT
     In the scripting console: print(DITHERAPP_HOOK.status())
+    Every session the hook checks SharpCap for itself (versions, the members
+    it uses, the capture folder) and reports it to ditherapp: see ditherapp's
+    Diagnostics view or run `ditherctl doctor`. While it holds saving paused
+    it watches SharpCap's own saved-frame counter (CapturedFrameCount): if
+    that still goes up, pausing does not stop this SharpCap from saving, and
+    the hook says so at once (here, in ditherapp, and in its alerts), and
+    names every frame SharpCap may have saved during a dither
+    (`ditherctl frames --suspect`).
 
 Runs unchanged on IronPython 2.7 (SharpCap 3.2 / 4.0), IronPython 3.4
 (SharpCap 4.1+) and CPython 3 (ditherapp's tests). Keep to the shared syntax
@@ -73,6 +81,11 @@ MAX_LINE = 65536
 OUTBOX_MAX = 2000
 JOIN_S = 2.0  # time limit for each thread to stop
 REGISTRY_ATTR = "_ditherapp_hook_registry"  # on the sys module: survives re-runs
+SUSPECTS_PER_TICK = 50  # suspect-frame messages sent at most per tick
+LAST_FILE_SCAN = 3000  # entries looked at, at most, to find the newest saved file
+REQUIRED_MEMBERS = ("DeviceName", "FrameCaptured", "Paused", "Capturing")
+OPTIONAL_MEMBERS = ("CapturedFrameCount", "Controls.Exposure", "GetStatus")
+APP_MEMBERS = ("ShowNotification", "AddCustomButton", "CustomButtons", "Settings.CaptureFolder")
 
 SETTING_NAMES = (
     "APP_HOST", "APP_PORT", "TOKEN", "HEARTBEAT_S", "APP_SILENT_S", "HARD_CAP_S",
@@ -147,6 +160,60 @@ def _runtime_string(sharpcap):
     return text
 
 
+def _member(obj, dotted):
+    """(True, value) if obj has the dotted member, else (False, None); never raises."""
+    value = obj
+    try:
+        for name in dotted.split("."):
+            value = getattr(value, name)
+    except Exception:
+        return False, None
+    return True, value
+
+
+def _saved_count(cam):
+    """SharpCap's count of frames it saved (CapturedFrameCount), or None.
+
+    GetStatus(False).CapturedFrames is not used: public scripts read it during
+    preview to measure the frame rate, so it counts frames that are not saved."""
+    if cam is None:
+        return None
+    try:
+        value = cam.CapturedFrameCount
+    except Exception:
+        return None
+    try:
+        if isinstance(value, bool):
+            return None
+        return int(value)
+    except Exception:
+        return None
+
+
+def _newest_file(folder):
+    """The newest file under SharpCap's capture folder (a bounded look), or None."""
+    import os
+    if not folder:
+        return None
+    newest, newest_t, seen = None, -1.0, 0
+    try:
+        for root, dirs, files in os.walk(folder):
+            for name in files:
+                seen += 1
+                if seen > LAST_FILE_SCAN:
+                    return newest
+                path = os.path.join(root, name)
+                try:
+                    t = os.path.getmtime(path)
+                except Exception:
+                    continue
+                if t > newest_t:
+                    newest, newest_t = path, t
+    except Exception:
+        return newest
+    return newest
+
+
 def _acquire(lock, timeout):
     """lock.acquire with a time limit (IronPython 2.7 has no acquire(timeout=))."""
     deadline = time.time() + timeout
@@ -193,6 +260,8 @@ class DitherHook(object):
         self._exposure_s = None
         self._handler_errors = 0
         self._app_camera_id = None
+        self._report = None  # the latest self-check, sent at every session start
+        self._pause_check = ("unknown", "not tried yet: checked during the first pause")
         # owned by the control thread (and by start/stop while it is not running)
         self._cam = None
         self._cam_handler = None
@@ -305,6 +374,7 @@ class DitherHook(object):
                     self._cam_name, self._seq, self._handler_errors),
                 "paused: %s (by %s); our pause: %s" % (
                     self._view["paused"], self._view["by"], self._our_pause is not None),
+                "pausing stops saving: %s (%s)" % self._pause_check,
             ]
         lines.extend(list(self.log_lines)[-10:])
         return "\n".join(lines)
@@ -336,12 +406,15 @@ class DitherHook(object):
             exposure = float(cam.Controls.Exposure.Value)
         except Exception:
             pass
+        count = _saved_count(cam)
         with self._lock:
             self._seq += 1
             self._exposure_s = exposure
-            self._outbox.append(
-                {"type": "frame", "seq": self._seq, "t": t, "exposure_s": exposure,
-                 "saved": saved})
+            frame = {"type": "frame", "seq": self._seq, "t": t, "exposure_s": exposure,
+                     "saved": saved}
+            if count is not None:
+                frame["count"] = count
+            self._outbox.append(frame)
         if self._pending_resume is not None:
             self._wake_ctl.set()
 
@@ -377,6 +450,121 @@ class DitherHook(object):
             self._cam_name = name
             self._view = {"capturing": self._capturing_seen, "paused": self._paused_seen,
                           "by": "user" if self._paused_seen else None}
+        if _saved_count(cam) is None:
+            self._pause_check = (
+                "unknown", "SharpCap has no CapturedFrameCount: cannot see what it saves")
+        else:
+            self._pause_check = ("unknown", "not tried yet: checked during the first pause")
+        self._refresh_report(send=False)
+
+    # ------------------------------------------------------------ self-check
+    def self_check(self):
+        """The checks, as sent to ditherapp (a dict of plain values)."""
+        sc, cam = self._sc, self._cam
+        checks = []
+
+        def add(name, verdict, detail):
+            checks.append({"name": name, "verdict": verdict, "detail": detail})
+
+        version = None
+        try:
+            version = sc.GetType().Assembly.GetName().Version
+        except Exception:
+            pass
+        if version is not None:
+            add("sharpcap", "ok", "SharpCap %s" % (version,))
+        else:
+            add("sharpcap", "warn", "SharpCap's version could not be read")
+        add("python", "ok", self._runtime.split(";")[0])
+        if cam is None:
+            add("camera", "fail", "no camera is selected in SharpCap")
+        else:
+            with self._lock:
+                name = self._cam_name
+            add("camera", "ok", name)
+            missing = [m for m in REQUIRED_MEMBERS if not _member(cam, m)[0]]
+            absent = [m for m in OPTIONAL_MEMBERS if not _member(cam, m)[0]]
+            absent += [m for m in APP_MEMBERS if not _member(sc, m)[0]]
+            if missing:
+                add("members", "fail", "the camera has no " + ", ".join(missing))
+            elif absent:
+                add("members", "warn", "all needed members exist; missing: " + ", ".join(absent))
+            else:
+                add("members", "ok", "every member the hook uses exists")
+            counter = _saved_count(cam)
+            if counter is not None:
+                add("frame_counter", "ok", "CapturedFrameCount = %d" % counter)
+            else:
+                add("frame_counter", "warn", "no CapturedFrameCount (GetStatus(False)."
+                    "CapturedFrames counts unsaved frames too, so it is not used)")
+            found, binning = _member(cam, "Controls.Binning.Value")
+            add("binning", "ok" if found else "warn",
+                str(binning) if found else "not available from this SharpCap")
+            found, size = _member(cam, "Controls.PixelSize.Value")
+            add("pixel_size", "ok" if found else "warn",
+                "%s um" % (size,) if found else "not available from this SharpCap")
+        verdict, detail = self._pause_check
+        add("pause_stops_saving", verdict, detail)
+        found, folder = _member(sc, "Settings.CaptureFolder")
+        folder = str(folder) if found and folder else None
+        add("capture_folder", "ok" if folder else "warn",
+            folder or "SharpCap's capture folder could not be read")
+        return {"type": "selfcheck", "sharpcap": str(version) if version is not None else None,
+                "runtime": self._runtime, "camera": self._cam_name, "checks": checks,
+                "capture": {"folder": folder, "last_file": _newest_file(folder)}}
+
+    def _refresh_report(self, send=True):
+        try:
+            report = self.self_check()
+        except Exception as e:
+            self._log_error("self-check", e)
+            return
+        with self._lock:
+            self._report = report
+            if send:
+                self._outbox.append(report)
+
+    def _set_pause_check(self, verdict, detail):
+        if (verdict, detail) == self._pause_check:
+            return
+        self._pause_check = (verdict, detail)
+        self._refresh_report()
+
+    def _watch_pause(self, now):
+        """While our pause holds: SharpCap's saved-frame counter must not go up."""
+        pause = self._our_pause
+        if pause is None or pause.get("count_at") is None:
+            return
+        count = _saved_count(self._cam)
+        if count is None:
+            return
+        with self._lock:
+            seq = self._seq
+        if count > pause["count_at"]:
+            if seq == pause["seq_at"]:
+                pause["count_at"] = count  # still saving a frame that ended before the pause
+                return
+            first, pause["count_at"] = pause["count_at"] + 1, count
+            last_file = _newest_file(_member(self._sc, "Settings.CaptureFolder")[1])
+            for number in range(first, count + 1)[:SUSPECTS_PER_TICK]:
+                suspect = {"type": "suspect", "count": number, "t": now, "seq": seq}
+                if last_file and number == count:
+                    suspect["file"] = last_file
+                self._send(suspect)
+            pause["suspects"] = pause.get("suspects", 0) + count - first + 1
+            self._log("SharpCap saved frame %d while paused" % count)
+            if not pause.get("alerted"):
+                pause["alerted"] = True
+                self._notify("ditherapp: SharpCap SAVED A FRAME WHILE PAUSED (frame %d): "
+                             "pausing does not stop saving here; see ditherctl doctor" % count,
+                             warning=True)
+            self._set_pause_check(
+                "fail", "SharpCap saved frames while paused (frame %d at %s)"
+                % (count, time.strftime("%H:%M:%S", time.localtime(now))))
+        elif seq >= pause["seq_at"] + 2 and self._pause_check[0] != "fail":
+            self._set_pause_check(
+                "ok", "verified at %s: %d frames ended while paused, none saved"
+                % (time.strftime("%H:%M:%S", time.localtime(now)), seq - pause["seq_at"]))
 
     def _detach(self):
         cam, handler = self._cam, self._cam_handler
@@ -443,6 +631,7 @@ class DitherHook(object):
             self._paused_by_someone_else(paused)
         for command in commands:
             self._apply(command)
+        self._watch_pause(now)
         self._check_pending_resume(now)
         self._check_our_pause(now)
 
@@ -479,8 +668,11 @@ class DitherHook(object):
                 limit, reason = self._s.HARD_CAP_S, "hard_cap"
             pause = {"id": msg.get("id"), "since": command["t"],
                      "deadline": command["t"] + limit, "reason": reason,
-                     "conn": command["conn"]}
+                     "conn": command["conn"], "count_at": None, "seq_at": None}
             if self._our_pause is not None:
+                for key in ("count_at", "seq_at", "alerted"):  # the same stretch of pause
+                    if key in self._our_pause:
+                        pause[key] = self._our_pause[key]
                 self._our_pause = pause  # a fresh pause: new deadline, no pending resume
                 self._pending_resume = None
             elif not self._paused_seen:
@@ -493,6 +685,9 @@ class DitherHook(object):
                     self._send(ack)
                     return
                 self._paused_seen = True
+                pause["count_at"] = _saved_count(self._cam)
+                with self._lock:
+                    pause["seq_at"] = self._seq
                 self._our_pause = pause
                 self._set_view(paused=True, by="app")
                 self._send({"type": "paused", "paused": True, "by": "app"})
@@ -545,6 +740,10 @@ class DitherHook(object):
         pause = self._our_pause
         if pause is None:
             return
+        try:
+            self._watch_pause(time.time())  # the last frames of the pause count too
+        except Exception as e:
+            self._log_error("watch", e)
         self._pending_resume = None
         cam = self._cam
         if cam is not None and self._paused_seen:
@@ -635,6 +834,7 @@ class DitherHook(object):
             self._app_camera_id = None
             name = self._cam_name
             view = dict(self._view)
+            report = self._report
         hello = {"type": "hello", "role": "camera", "proto": PROTO, "name": name,
                  "agent": AGENT, "runtime": self._runtime}
         if self._s.TOKEN:
@@ -642,6 +842,8 @@ class DitherHook(object):
         first = [hello, {"type": "capture", "capturing": view["capturing"]}]
         if view["paused"]:
             first.append({"type": "paused", "paused": True, "by": view["by"] or "user"})
+        if report is not None:
+            first.append(report)
         sock.sendall(_wire(first))
         self._log("connected to ditherapp at %s:%s as %s" % (
             self._s.APP_HOST, self._s.APP_PORT, name))
@@ -737,8 +939,8 @@ class DitherHook(object):
             self._error_log_times[key] = now
             self._log("%s: %s" % (key, error))
 
-    def _notify(self, text):
-        if not self._s.NOTIFY:
+    def _notify(self, text, warning=False):
+        if not self._s.NOTIFY and not warning:
             return
         show = getattr(self._sc, "ShowNotification", None)
         if show is None:

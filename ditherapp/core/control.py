@@ -74,6 +74,11 @@ class ControlDecoder:
             out.append(legacy)
         return out
 
+    @property
+    def pending(self) -> int:
+        """Bytes of a line begun but not finished (a client's clock for it runs)."""
+        return len(self._buf)
+
     def _too_long(self) -> Fault:
         self.closed = True
         self._buf.clear()
@@ -89,8 +94,10 @@ class ControlDecoder:
         if not text.startswith(b"{"):
             return None
         try:
-            obj, _ = _DECODER.raw_decode(text.decode("utf-8"))
-        except (ValueError, RecursionError):  # incomplete, not UTF-8, or absurdly nested
+            # Bytes that are not UTF-8 still make client.py's one object: it waits for the
+            # legacy reply (an unknown setting, say), not for a JSON error after a timeout.
+            obj, _ = _DECODER.raw_decode(text.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):  # incomplete or absurdly nested
             return None
         if not isinstance(obj, dict) or "op" not in obj or "type" in obj:
             return None
@@ -101,7 +108,7 @@ class ControlDecoder:
         try:
             obj = _DECODER.decode(line.decode("utf-8"))
         except UnicodeDecodeError:
-            return Fault(code="bad_request", message="the line is not UTF-8")
+            return _not_utf8(line)
         except ValueError as exc:
             return Fault(code="bad_request", message=f"the line is not JSON: {exc}")
         except RecursionError:
@@ -114,6 +121,17 @@ class ControlDecoder:
         if not isinstance(kind, str) or not kind:
             return Fault(code="bad_request", message="the object has no 'type'")
         return Request(type=kind, body=obj)
+
+
+def _not_utf8(line: bytes) -> Incoming:
+    """A line that is not UTF-8: a client.py request still gets its legacy reply."""
+    try:
+        obj = _DECODER.decode(line.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, dict) and "op" in obj and "type" not in obj:
+        return _legacy(obj)
+    return Fault(code="bad_request", message="the line is not UTF-8")
 
 
 def _legacy(obj: dict[str, Any]) -> Incoming:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ditherapp.core.guiding_stats import ErrorStats
 from ditherapp.core.phd2.rpc import dither_params, phd2_number
 
 
@@ -16,6 +17,13 @@ class DitherRequest:
     settle_pixels: float
     settle_time: float
     settle_timeout: float
+    settle_mode: str = "phd2"
+    """"phd2" or "calm": the rule our settle judge applies (PHD2 is asked for its own)."""
+    settle_exposure_s: float = 0.0
+    """Guide at PHD2's shortest exposure of at least this while settling; 0 = off."""
+    baseline: ErrorStats | None = None
+    """The guiding error over the minute before the dither (set as it starts): what the
+    calm rule settles back to; None with too little guiding to go on."""
 
     def rpc_params(self) -> dict[str, object]:
         return dither_params(
@@ -66,6 +74,15 @@ class DitherOutcome:
     settle_s: float | None = None
     total_frames: int | None = None
     dropped_frames: int | None = None
+    rule: str | None = None
+    """Which rule ended the settle (``settle_judge.EndRule``): phd2, calm, timeout or
+    failed; None when no settle was judged (refused, lost, our own deadline)."""
+    in_range_after_s: float | None = None
+    """Settled: how long after the settle began the star came into range for good."""
+    broken_run_s: float | None = None
+    """The longest stretch in range that did not last (the star went out again)."""
+    profile: str | None = None
+    """PHD2's equipment profile (suggestions compare settles of one profile only)."""
 
     @property
     def ok(self) -> bool:

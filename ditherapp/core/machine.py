@@ -25,10 +25,15 @@ Rules that keep frames safe (and the user's night productive):
   the next boundary, since the frame in progress overlapped the settle.
 * A dither is only started when PHD2 is guiding and not settling; otherwise it is
   skipped with a stated reason and tried again at the next frame.
+* The frame guard (``core/frame_guard.py``) says when guiding is bad; the machine then
+  holds saving paused (GUARDING) through the same pause/resume messages as a dither,
+  and resumes from the next frame boundary once guiding is back (at once if the guard
+  let go after ``guardmax``). Every frame that saw bad guiding goes in the ledger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -37,6 +42,9 @@ from enum import StrEnum
 from typing import Any
 
 from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
+from ditherapp.core.dither_cost import CostMeter, DitherCost
+from ditherapp.core.frame_guard import FrameGuard, GuardConfig
+from ditherapp.core.guiding_stats import GuideHistory, GuideSample
 from ditherapp.core.phd2.appstate import Phd2State
 from ditherapp.core.settings import DitherSettings
 
@@ -54,6 +62,14 @@ REFUSED_RETRY_S = 30.0
 automatic attempt."""
 RESUME_GRACE_S = 30.0
 """How long past one exposure a camera may take to report that it is saving again."""
+GUARD_PAUSE_S = 300.0
+"""The fail-open limit of each pause the frame guard sends (renewed while it holds), so a
+camera left alone resumes by itself within minutes, whatever ``guardmax`` says."""
+GUARD_RENEW_S = 120.0
+"""How often a guard's pause is renewed while the guard holds."""
+SUSPECT_ALERT_S = 300.0
+"""After alerting that a camera saved while paused, further such frames from it within
+this time go to the ledger and the log without another alert."""
 
 
 # ---------------------------------------------------------------- inputs
@@ -71,6 +87,29 @@ class CameraFrame:
     exposure_s: float
     saved: bool
     seq: int | None = None
+    count: int | None = None
+    """SharpCap's own saved-frame counter after this frame, where the agent reads one."""
+    file: str | None = None
+    """The file SharpCap last saved, where the agent knows it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraSuspect:
+    """The agent saw SharpCap's saved-frame counter go up while it held saving paused."""
+
+    camera: str
+    count: int | None
+    seq: int | None = None
+    agent_t: float | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuideStepSeen:
+    """One GuideStep: raw RA and Dec distance from the lock position (guide pixels)."""
+
+    ra: float
+    dec: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +176,8 @@ Input = (
     | CameraPaused
     | CameraAck
     | CameraGone
+    | CameraSuspect
+    | GuideStepSeen
     | GuiderUpdate
     | SettleStarted
     | DitherFinished
@@ -196,6 +237,8 @@ class LedgerEntry:
     cycle_s: float
     lost_s: float
     """Imaging time the cycle cost: the longest any camera stayed paused."""
+    cost: DitherCost = field(default_factory=DitherCost)
+    """Measured from the frames after the cycle (``core.dither_cost``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -224,12 +267,74 @@ class LedgerEntry:
             ],
             "cycle_s": round(self.cycle_s, 3),
             "lost_s": round(self.lost_s, 3),
+            "settle_mode": self.request.settle_mode,
+            "settle_exposure_s": self.request.settle_exposure_s,
+            "settle_rule": self.outcome.rule,
+            "in_range_after_s": _rounded(self.outcome.in_range_after_s),
+            "broken_run_s": _rounded(self.outcome.broken_run_s),
+            "phd2_profile": self.outcome.profile,
+            "lost_imaging_s": self.cost.as_dict()["lost_imaging_s"],
+            "first_frame_rms": self.cost.as_dict()["first_frame_rms"],
+            "baseline_rms": self.cost.as_dict()["baseline_rms"],
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
     entry: LedgerEntry
+
+
+class FrameKind(StrEnum):
+    GUARDED = "guarded_frame"
+    """The frame saw bad guiding (saved or not)."""
+    SUSPECT = "suspect_frame"
+    """SharpCap may have saved this frame while saving was paused."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameEntry:
+    """A ledger line about one frame (not a dither cycle)."""
+
+    kind: FrameKind
+    camera: str
+    camera_id: str
+    saved: bool
+    reasons: tuple[str, ...] = ()
+    exposure_s: float | None = None
+    seq: int | None = None
+    count: int | None = None
+    file: str | None = None
+    agent_t: float | None = None
+    cycle: int | None = None
+    """The dither cycle under way when it happened, if any."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "camera": self.camera,
+            "camera_id": self.camera_id,
+            "saved": self.saved,
+        }
+        optional = {
+            "reasons": list(self.reasons) if self.reasons else None,
+            "exposure_s": self.exposure_s,
+            "seq": self.seq,
+            "count": self.count,
+            "file": self.file,
+            "agent_t": self.agent_t,
+            "cycle": self.cycle,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameRecord:
+    entry: FrameEntry
 
 
 class Level(StrEnum):
@@ -245,7 +350,9 @@ class Notify:
     message: str
 
 
-Action = SendPause | SendResume | StartDither | CancelDither | SetTimer | Record | Notify
+Action = (
+    SendPause | SendResume | StartDither | CancelDither | SetTimer | Record | FrameRecord | Notify
+)
 
 # ---------------------------------------------------------------- state
 
@@ -256,6 +363,8 @@ class Phase(StrEnum):
     DITHERING = "dithering"
     SETTLING = "settling"
     RESUMING = "resuming"
+    GUARDING = "guarding"
+    """No dither: saving held paused while guiding is bad (the frame guard)."""
 
 
 @dataclass(slots=True)
@@ -272,6 +381,10 @@ class Camera:
     paused_by_app: bool = False
     paused_by_user: bool = False
     last_watchdog_reason: str = ""
+    suspect_alert_at: float = -math.inf
+    held_back: tuple[str, ...] = ()
+    """Why the guard held saving, while its resume waits for the next frame boundary:
+    the frame in progress is not saved, and is named with these reasons."""
 
     def due(self, settings: DitherSettings) -> bool:
         if self.frames_since >= settings.ditherevery:
@@ -317,6 +430,23 @@ class Totals:
     settle_s_sum: float = 0.0
     settle_count: int = 0
     lost_s: float = 0.0
+    guarded_frames: int = 0
+    """Frames that saw bad guiding and were not saved (the guard held saving)."""
+    unguarded_saved: int = 0
+    """Frames that saw bad guiding and were saved anyway (before the pause took hold,
+    or after the guard let go)."""
+    suspect_frames: int = 0
+    """Frames SharpCap may have saved while saving was paused."""
+    guard_s: float = 0.0
+    """How long the guard held saving paused in all."""
+    lost_imaging_s_sum: float = 0.0
+    lost_imaging_count: int = 0
+
+    @property
+    def mean_lost_imaging_s(self) -> float | None:
+        if not self.lost_imaging_count:
+            return None
+        return self.lost_imaging_s_sum / self.lost_imaging_count
 
     @property
     def mean_settle_s(self) -> float | None:
@@ -330,12 +460,21 @@ def request_from(settings: DitherSettings) -> DitherRequest:
         settle_pixels=settings.settletarget,
         settle_time=settings.settledelay,
         settle_timeout=settings.settlemax,
+        settle_mode=settings.settlemode,
+        settle_exposure_s=settings.settleexposure,
     )
 
 
 class DitherMachine:
-    def __init__(self, settings: DitherSettings | None = None) -> None:
+    def __init__(
+        self, settings: DitherSettings | None = None, history: GuideHistory | None = None
+    ) -> None:
         self.settings = settings or DitherSettings()
+        self.history = history if history is not None else GuideHistory()
+        """PHD2's guide steps, fed by whoever reads PHD2 (not through ``handle``: they
+        change no decision until a dither asks for its baseline or its cost)."""
+        self.cost: tuple[LedgerEntry, CostMeter] | None = None
+        """The last cycle's ledger entry, waiting for the frames that complete its cost."""
         self.phase = Phase.IDLE
         self.phase_since = 0.0
         self.cameras: dict[str, Camera] = {}
@@ -350,6 +489,11 @@ class DitherMachine:
         self._camera_numbers = itertools.count(1)
         self._timer: float | None = None
         self._retry_at = -math.inf
+        self.guard = FrameGuard(GuardConfig.from_settings(self.settings), self.history)
+        self.hold: dict[str, int] = {}
+        """Cameras the guard holds paused, with the id of the pause sent."""
+        self._hold_reasons: list[str] = []
+        self._renew_at: float | None = None
 
     # ------------------------------------------------------------ entry point
 
@@ -359,7 +503,17 @@ class DitherMachine:
         handler = _TABLE.get((self.phase, type(event))) or _ANY_PHASE.get(type(event))
         if handler is not None:
             handler(self, event, now, actions)
+        self._sync_guard(now, actions)
+        if self.cost is not None and self.cost[1].complete(now):
+            self._record_cost(actions)
         self._sync_timer(actions)
+        return actions
+
+    def flush(self, now: float) -> list[Action]:
+        """Write the ledger line still waiting for its cost (ditherapp is stopping)."""
+        del now
+        actions: list[Action] = []
+        self._record_cost(actions)
         return actions
 
     def camera_id_for(self, name: str) -> str:
@@ -371,6 +525,10 @@ class DitherMachine:
 
     def refusal(self) -> str | None:
         """Why a dither cannot start now, or None if it can."""
+        if self.phase is Phase.GUARDING:
+            condition = self.guard.condition()
+            why = condition.text if condition is not None else "guiding is bad"
+            return f"saving is paused by the frame guard: {why}"
         if self.phase is not Phase.IDLE:
             return f"a dither cycle is already running ({self.phase.value})"
         g = self.guider
@@ -430,6 +588,8 @@ class DitherMachine:
         ):
             # It must not save frames while the mount moves: pause it straight away.
             self._pause_member(cam, self.cycle, now, actions, acked=self.phase is not Phase.PAUSING)
+        elif self.phase is Phase.GUARDING:
+            self._hold_camera(cam, actions)
 
     def _on_gone(self, event: CameraGone, now: float, actions: list[Action]) -> None:
         cam = self.cameras.get(event.camera)
@@ -438,6 +598,9 @@ class DitherMachine:
         cam.connected = False
         cam.capturing = False
         cam.paused_by_app = False
+        self.hold.pop(event.camera, None)
+        if self.cost is not None:
+            self.cost[1].camera_left(event.camera)
         actions.append(Notify(level=Level.ALERT, message=f"camera {cam.name} disconnected"))
         cycle = self.cycle
         if cycle is None or event.camera not in cycle.members:
@@ -462,6 +625,8 @@ class DitherMachine:
             return
         if event.by == "user":
             cam.paused_by_user = event.paused
+            if event.paused and self.cost is not None:
+                self.cost[1].camera_left(event.camera)
             self._maybe_resumed(now, actions)
         elif event.by == "watchdog":
             cam.paused_by_app = False
@@ -487,6 +652,14 @@ class DitherMachine:
         if cam is None:
             return
         cam.last_exposure_s = max(0.0, event.exposure_s)
+        if self.cost is not None:
+            self.cost[1].frame(
+                event.camera,
+                end=now,
+                exposure_s=cam.last_exposure_s,
+                saved=event.saved,
+                history=self.history,
+            )
         cycle = self.cycle
         member = cycle.members.get(event.camera) if cycle is not None else None
         if event.saved:
@@ -503,12 +676,96 @@ class DitherMachine:
                 )
         elif member is not None:
             member.frames_not_saved += 1
+        self._judge_frame(cam, event, now, actions)
         if self.phase is Phase.IDLE:
             self._maybe_start(now, actions)
+
+    def _judge_frame(
+        self, cam: Camera, event: CameraFrame, now: float, actions: list[Action]
+    ) -> None:
+        """Put a frame that saw bad guiding in the ledger: saved (the user may want to
+        delete it) or held back by the guard."""
+        if not cam.capturing:
+            return
+        conditions = tuple(c.text for c in self.guard.judge_frame(now - cam.last_exposure_s, now))
+        if event.saved:
+            cam.held_back = ()
+        elif not conditions and cam.held_back:
+            # The frame in progress when guiding came back: the guard's resume waited
+            # for its end, so it was not saved either (its overlap with the bad stretch
+            # may be shorter than the time its report took to arrive).
+            conditions, cam.held_back = cam.held_back, ()
+        if not conditions:
+            return
+        cycle = self.cycle
+        in_cycle = cycle is not None and cam.id in cycle.members
+        if event.saved:
+            self.totals.unguarded_saved += 1
+        elif in_cycle:
+            return  # held back by the dither, not by the guard
+        else:
+            self.totals.guarded_frames += 1
+        actions.append(
+            FrameRecord(
+                entry=FrameEntry(
+                    kind=FrameKind.GUARDED,
+                    camera=cam.name,
+                    camera_id=cam.id,
+                    saved=event.saved,
+                    reasons=conditions,
+                    exposure_s=cam.last_exposure_s,
+                    seq=event.seq,
+                    count=event.count,
+                    file=event.file,
+                    cycle=cycle.number if cycle is not None and in_cycle else None,
+                )
+            )
+        )
+
+    def _on_suspect(self, event: CameraSuspect, now: float, actions: list[Action]) -> None:
+        cam = self.cameras.get(event.camera)
+        if cam is None:
+            return
+        self.totals.suspect_frames += 1
+        cycle = self.cycle
+        actions.append(
+            FrameRecord(
+                entry=FrameEntry(
+                    kind=FrameKind.SUSPECT,
+                    camera=cam.name,
+                    camera_id=cam.id,
+                    saved=True,
+                    reasons=("SharpCap's saved-frame counter went up while saving was paused",),
+                    seq=event.seq,
+                    count=event.count,
+                    file=event.file,
+                    agent_t=event.agent_t,
+                    cycle=cycle.number if cycle is not None else None,
+                )
+            )
+        )
+        number = f"frame {event.count}" if event.count is not None else "a frame"
+        text = (
+            f"camera {cam.name}: SharpCap saved {number} while ditherapp had paused saving: "
+            "pausing does not stop this SharpCap from saving (see ditherctl frames --suspect)"
+        )
+        if now - cam.suspect_alert_at >= SUSPECT_ALERT_S:
+            cam.suspect_alert_at = now
+            actions.append(Notify(level=Level.ALERT, message=text))
+        else:
+            actions.append(Notify(level=Level.WARNING, message=text))
+
+    def _on_guide_step(self, event: GuideStepSeen, now: float, actions: list[Action]) -> None:
+        del actions
+        self.history.add(GuideSample(t=now, ra=event.ra, dec=event.dec))
+        window = max((c.last_exposure_s for c in self.capturing_cameras()), default=0.0)
+        self.guard.guiding_error(now, window)
 
     def _on_guider(self, event: GuiderUpdate, now: float, actions: list[Action]) -> None:
         was = self.guider
         self.guider = event
+        if event.state is not Phd2State.GUIDING or not event.connected:
+            self.history.break_at(now)
         if self.phase is Phase.IDLE and self.refusal() is None:
             self.skip_reason = None  # announce the next skip again, whatever its reason
         if was.connected and not event.connected:
@@ -540,6 +797,7 @@ class DitherMachine:
     def _on_settings(self, event: SettingsChanged, now: float, actions: list[Action]) -> None:
         del now, actions
         self.settings = event.settings
+        self.guard.configure(GuardConfig.from_settings(event.settings))
 
     def _on_dither_now(self, event: DitherNow, now: float, actions: list[Action]) -> None:
         del event
@@ -597,6 +855,7 @@ class DitherMachine:
         self._start_cycle("time" if by_time else "frames", now, actions)
 
     def _start_cycle(self, trigger: str, now: float, actions: list[Action]) -> None:
+        self._record_cost(actions)  # the last dither's line first, with what is known
         s = self.settings
         cycle = Cycle(
             number=next(self._cycles),
@@ -663,6 +922,9 @@ class DitherMachine:
             return
         self._set_phase(Phase.DITHERING, now)
         cycle.deadline = now + cycle.request.settle_timeout + DITHER_GUARD_MARGIN_S
+        # The guiding of the minute before the mount moves: what calm settles back to,
+        # and what the first saved frame after the dither is measured against.
+        cycle.request = dataclasses.replace(cycle.request, baseline=self.history.baseline(now))
         actions.append(StartDither(request=cycle.request))
 
     def _finish(self, outcome: DitherOutcome, now: float, actions: list[Action]) -> None:
@@ -673,6 +935,9 @@ class DitherMachine:
         cycle.outcome = outcome
         cycle.finished_at = now
         self.last_outcome = outcome
+        if outcome.kind.moved:
+            # No later baseline spans the settle: it starts from here.
+            self.history.break_at(now)
         refused = outcome.kind is OutcomeKind.REFUSED and cycle.trigger != "manual"
         if refused and self.guider.connected:
             # Each attempt costs every camera its frame in progress: do not try again at
@@ -773,10 +1038,138 @@ class DitherMachine:
             cycle_s=now - cycle.started,
             lost_s=lost,
         )
-        self.last_entry = entry
-        actions.append(Record(entry=entry))
+        # The ledger line waits for the first saved frame of every camera that saves.
+        saving = [
+            cid
+            for cid in cycle.members
+            if self.cameras[cid].connected
+            and self.cameras[cid].capturing
+            and not self.cameras[cid].paused_by_user
+        ]
+        longest = max(
+            (self.cameras[cid].last_exposure_s or UNKNOWN_EXPOSURE_S for cid in saving),
+            default=0.0,
+        )
+        meter = CostMeter.start(
+            cameras=saving,
+            trigger_end=cycle.started,
+            settle_end=cycle.finished_at if cycle.finished_at is not None else now,
+            deadline=now + longest + RESUME_GRACE_S,
+            settle_s=cycle.outcome.settle_s,
+            baseline=cycle.request.baseline,
+        )
+        self.cost = (entry, meter)
         self.cycle = None
         self._set_phase(Phase.IDLE, now)
+        if meter.complete(now):  # no camera saves: nothing to wait for
+            self._record_cost(actions)
+
+    def _record_cost(self, actions: list[Action]) -> None:
+        if self.cost is None:
+            return
+        entry, meter = self.cost
+        self.cost = None
+        cost = meter.result()
+        entry = dataclasses.replace(entry, cost=cost)
+        if cost.lost_imaging_s is not None:
+            self.totals.lost_imaging_s_sum += cost.lost_imaging_s
+            self.totals.lost_imaging_count += 1
+        self.last_entry = entry
+        actions.append(Record(entry=entry))
+
+    # ------------------------------------------------------------ the frame guard
+
+    def _sync_guard(self, now: float, actions: list[Action]) -> None:
+        """After every input: tell the guard what PHD2 is doing, then hold saving or let
+        it go as the guard says."""
+        g = self.guider
+        self.guard.guider(
+            now,
+            connected=g.connected,
+            state=g.state,
+            settling=g.settling,
+            our_dither=self.phase not in (Phase.IDLE, Phase.GUARDING),
+        )
+        if self.phase is Phase.IDLE:
+            if self.guard.should_hold() and any(c.connected for c in self.cameras.values()):
+                self._start_hold(now, actions)
+        elif self.phase is Phase.GUARDING:
+            if not self.guard.should_hold():
+                self._end_hold(now, actions)
+                return
+            condition = self.guard.condition()
+            if condition is not None and condition.text not in self._hold_reasons:
+                self._hold_reasons.append(condition.text)
+
+    def _start_hold(self, now: float, actions: list[Action]) -> None:
+        condition = self.guard.condition()
+        self._set_phase(Phase.GUARDING, now)
+        self.guard.hold_started(now)
+        self._renew_at = now + GUARD_RENEW_S
+        for cam in self.cameras.values():
+            if cam.connected:
+                self._hold_camera(cam, actions)
+        why = condition.text if condition is not None else "guiding is bad"
+        self._hold_reasons = [why]
+        actions.append(Notify(level=Level.WARNING, message=f"GUARDING: {why}, saving paused"))
+
+    def _hold_camera(self, cam: Camera, actions: list[Action]) -> None:
+        command_id = next(self._ids)
+        self.hold[cam.id] = command_id
+        actions.append(SendPause(camera=cam.id, command_id=command_id, max_s=GUARD_PAUSE_S))
+
+    def _end_hold(self, now: float, actions: list[Action]) -> None:
+        let_go = self.guard.let_go
+        since = self.guard.hold_since
+        if since is not None:
+            self.totals.guard_s += max(0.0, now - since)
+        for cid in self.hold:
+            cam = self.cameras[cid]
+            if not cam.connected:
+                continue
+            exposure = cam.last_exposure_s or UNKNOWN_EXPOSURE_S
+            if not let_go:
+                cam.held_back = tuple(self._hold_reasons)
+            actions.append(
+                SendResume(
+                    camera=cid,
+                    command_id=next(self._ids),
+                    # The frame in progress saw the bad guiding: save from the next one.
+                    # Letting go saves at once, as the user asked.
+                    after_next_frame=not let_go,
+                    max_wait_s=exposure + RESUME_GRACE_S,
+                )
+            )
+        self.hold.clear()
+        self.guard.hold_ended()
+        self._renew_at = None
+        self._set_phase(Phase.IDLE, now)
+        if not let_go:
+            actions.append(
+                Notify(level=Level.INFO, message="guiding is back: saving from the next frame")
+            )
+
+    def _on_guard_tick(self, event: Tick, now: float, actions: list[Action]) -> None:
+        del event
+        if self.guard.check_max(now):
+            condition = self.guard.condition()
+            why = condition.text if condition is not None else "guiding is bad"
+            minutes = self.guard.config.max_s / 60.0
+            actions.append(
+                Notify(
+                    level=Level.ALERT,
+                    message=f"frame guard let go after {minutes:g} min ({why}): frames are "
+                    "being saved without good guiding",
+                )
+            )
+            self._end_hold(now, actions)
+            return
+        if self._renew_at is not None and now >= self._renew_at:
+            self._renew_at = now + GUARD_RENEW_S
+            for cid in list(self.hold):
+                cam = self.cameras[cid]
+                if cam.connected:
+                    self._hold_camera(cam, actions)
 
     # ------------------------------------------------------------ helpers
 
@@ -795,7 +1188,12 @@ class DitherMachine:
             self.phase_since = now
 
     def _sync_timer(self, actions: list[Action]) -> None:
-        wanted = self.cycle.deadline if self.cycle is not None else None
+        deadlines = [self.cycle.deadline] if self.cycle is not None else []
+        if self.phase is Phase.GUARDING:
+            deadlines += [t for t in (self._renew_at, self.guard.let_go_at()) if t is not None]
+        if self.cost is not None:
+            deadlines.append(self.cost[1].deadline)  # the ledger line is written by then
+        wanted = min(deadlines, default=None)
         if wanted != self._timer:
             self._timer = wanted
             actions.append(SetTimer(at=wanted))
@@ -814,6 +1212,7 @@ _TABLE: dict[tuple[Phase, type], _Handler] = {
     (Phase.DITHERING, DitherFinished): DitherMachine._on_finished,
     (Phase.SETTLING, DitherFinished): DitherMachine._on_finished,
     **{(phase, Tick): DitherMachine._on_tick for phase in _ACTIVE},
+    (Phase.GUARDING, Tick): DitherMachine._on_guard_tick,
 }
 
 _ANY_PHASE: dict[type, _Handler] = {
@@ -823,6 +1222,8 @@ _ANY_PHASE: dict[type, _Handler] = {
     CameraPaused: DitherMachine._on_paused,
     CameraAck: DitherMachine._on_ack,
     CameraFrame: DitherMachine._on_frame,
+    CameraSuspect: DitherMachine._on_suspect,
+    GuideStepSeen: DitherMachine._on_guide_step,
     GuiderUpdate: DitherMachine._on_guider,
     SettingsChanged: DitherMachine._on_settings,
 }
@@ -835,5 +1236,5 @@ def _refuse_busy(
     actions.append(Notify(level=Level.WARNING, message=f"cannot dither now: {machine.refusal()}"))
 
 
-for _phase in _ACTIVE:
+for _phase in (*_ACTIVE, Phase.GUARDING):
     _TABLE[(_phase, DitherNow)] = _refuse_busy

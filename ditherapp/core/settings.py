@@ -23,6 +23,10 @@ class SettingError(DitherAppError):
     """A value that cannot be used for a setting; the message says why, for the user."""
 
 
+class SettingLocked(SettingError):  # noqa: N818 - a refusal, like its parent
+    """A setting that the control socket may read but not change."""
+
+
 class Kind(StrEnum):
     INT = "int"
     FLOAT = "float"
@@ -33,6 +37,7 @@ class Kind(StrEnum):
 
 class Group(StrEnum):
     DITHER = "Dither"
+    GUARD = "Frame guard and alerts"
     PHD2 = "PHD2"
     CONTROL = "Control socket"
 
@@ -55,6 +60,10 @@ class SettingSpec:
     """Takes effect for the next dither without reconnecting anything."""
     check: Callable[[str], str] | None = None
     """For text: returns the value to keep, or raises ValueError saying what is wrong."""
+    remote: bool = True
+    """May be changed over the control socket. Settings that decide who may connect are
+    not: any local client could otherwise open the next start to the network, or shut
+    the hook out."""
 
     def range_text(self) -> str:
         if self.kind is Kind.INT:
@@ -119,6 +128,19 @@ _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
 
+def web_address(text: str) -> str:
+    """An http:// or https:// address (or nothing): where alerts are posted."""
+    if not text:
+        return text
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise ValueError("must start with http:// or https:// (or be empty for no webhook)")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if not host or any(c.isspace() for c in text):
+        raise ValueError(f"{text!r} has no host name")
+    return text
+
+
 def _parse_bool(spec: SettingSpec, raw: object) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -157,7 +179,7 @@ def _parse_number(spec: SettingSpec, raw: object) -> int | float:
             raise error
         value = int(value)
     else:
-        value = float(value)
+        value = float(value) + 0.0  # -0.0 is stored, shown and sent as 0
     low = -math.inf if spec.minimum is None else spec.minimum
     high = math.inf if spec.maximum is None else spec.maximum
     if not low <= value <= high:
@@ -252,6 +274,32 @@ SPECS: tuple[SettingSpec, ...] = (
         "as failed and saving resumes anyway (SimpleDither's SettleMaximum).",
     ),
     SettingSpec(
+        name="settlemode",
+        label="Settle rule",
+        kind=Kind.CHOICE,
+        default="phd2",
+        choices=("phd2", "calm"),
+        help="'phd2': settled once the star stayed within the settle target for the settle "
+        "time (PHD2's rule). 'calm': also settled as soon as the star is within the target "
+        "and the last few guide frames are back to the guiding error of the minute before "
+        "the dither; PHD2's rule and the settle timeout still apply.",
+    ),
+    SettingSpec(
+        name="settleexposure",
+        label="Settle exposure",
+        kind=Kind.FLOAT,
+        default=0.0,
+        minimum=0,
+        maximum=10,
+        step=0.1,
+        decimals=1,
+        unit="s",
+        help="While settling, guide with PHD2's shortest exposure of at least this many "
+        "seconds, so the settle is judged from more frames; your exposure is put back the "
+        "moment the settle ends (and after a crash, at the next start). 0 turns it off. "
+        "Only with PHD2's event server.",
+    ),
+    SettingSpec(
         name="waitfornextframe",
         label="Skip the frame in progress",
         kind=Kind.BOOL,
@@ -275,6 +323,74 @@ SPECS: tuple[SettingSpec, ...] = (
         default="",
         help="The camera name (or id such as cam-1) that sets the pace under the 'primary' "
         "rule. Empty means the first camera that connected.",
+    ),
+    SettingSpec(
+        name="guard",
+        label="Guard frames",
+        kind=Kind.BOOL,
+        default=True,
+        group=Group.GUARD,
+        help="Once PHD2 has guided in this session, pause saving while PHD2 is not connected, "
+        "not guiding, has lost the star or is settling outside a dither, and resume from the "
+        "next frame boundary after it recovers. Every guarded frame goes in the ledger.",
+    ),
+    SettingSpec(
+        name="guardrms",
+        label="Guard above",
+        kind=Kind.FLOAT,
+        default=0.0,
+        minimum=0,
+        maximum=20,
+        step=0.1,
+        decimals=2,
+        unit="px RMS",
+        group=Group.GUARD,
+        help="Also guard when the guiding error (RMS distance from the lock position, guide "
+        "pixels) over the last exposure exceeds this. 0 turns it off.",
+    ),
+    SettingSpec(
+        name="guardretake",
+        label="Retake guarded frames",
+        kind=Kind.BOOL,
+        default=False,
+        group=Group.GUARD,
+        help="Sequence mode: take a frame that saw bad guiding again; the frame count does "
+        "not advance.",
+    ),
+    SettingSpec(
+        name="guardmax",
+        label="Guard at most",
+        kind=Kind.FLOAT,
+        default=15.0,
+        minimum=1,
+        maximum=240,
+        step=1,
+        decimals=0,
+        unit="min",
+        group=Group.GUARD,
+        help="The longest the frame guard keeps saving paused. After that it saves anyway "
+        "and raises an alert, until guiding recovers.",
+    ),
+    SettingSpec(
+        name="alertsound",
+        label="Alert sound",
+        kind=Kind.BOOL,
+        default=False,
+        group=Group.GUARD,
+        help="Play a sound with every alert (besides the tray message).",
+    ),
+    SettingSpec(
+        name="alerturl",
+        label="Alert webhook",
+        kind=Kind.TEXT,
+        default="",
+        group=Group.GUARD,
+        check=web_address,
+        remote=False,
+        help="Post every alert to this http:// or https:// address as a small JSON body "
+        "(ntfy-style services, home automation). Empty: no webhook. It decides where "
+        "ditherapp sends data, so it is set from the window, the command line or the "
+        "settings file, never over the control socket.",
     ),
     SettingSpec(
         name="phd2host",
@@ -327,9 +443,11 @@ SPECS: tuple[SettingSpec, ...] = (
         default="127.0.0.1",
         group=Group.CONTROL,
         live=False,
+        remote=False,
         check=host_name,
         help="Address of the control socket used by the SharpCap hook and ditherctl. "
-        "Anything but loopback requires a token. Takes effect at the next start.",
+        "Anything but loopback requires a token. Takes effect at the next start. Set here, "
+        "on the command line or in the settings file, never over the control socket.",
     ),
     SettingSpec(
         name="controlport",
@@ -340,8 +458,9 @@ SPECS: tuple[SettingSpec, ...] = (
         maximum=65535,
         group=Group.CONTROL,
         live=False,
+        remote=False,
         help="TCP port of the control socket (SimpleDither's 5322). Takes effect at the next "
-        "start.",
+        "start. Not changeable over the control socket.",
     ),
     SettingSpec(
         name="controltoken",
@@ -350,8 +469,9 @@ SPECS: tuple[SettingSpec, ...] = (
         default="",
         group=Group.CONTROL,
         live=False,
+        remote=False,
         help="Shared secret every client must send first when the control socket listens "
-        "on a non-loopback address.",
+        "on a non-loopback address. Not changeable over the control socket.",
     ),
 )
 
@@ -381,9 +501,17 @@ class DitherSettings:
     settletarget: float = 2.0
     settledelay: int = 10
     settlemax: int = 60
+    settlemode: str = "phd2"
+    settleexposure: float = 0.0
     waitfornextframe: bool = True
     multicamera: str = "all"
     primarycamera: str = ""
+    guard: bool = True
+    guardrms: float = 0.0
+    guardretake: bool = False
+    guardmax: float = 15.0
+    alertsound: bool = False
+    alerturl: str = ""
     phd2host: str = "127.0.0.1"
     phd2instance: int = 1
     phd2backend: str = "auto"
@@ -399,12 +527,31 @@ class DitherSettings:
 
     def with_value(self, name: str, raw: object) -> DitherSettings:
         """A copy with one setting changed; raises SettingError with the reason."""
-        if name in READ_ONLY:
-            raise SettingError(f"{name} is read-only")
-        spec = SPEC_BY_NAME.get(name)
-        if spec is None:
-            raise SettingError(f"unknown setting {name!r}")
-        return dataclasses.replace(self, **{name: spec.parse(raw)})
+        return self.with_values({name: raw})
+
+    def with_values(self, values: Mapping[str, object]) -> DitherSettings:
+        """A copy with several settings changed at once (the combination is checked
+        once all are in, so their order does not matter)."""
+        parsed: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name in READ_ONLY:
+                raise SettingError(f"{name} is read-only")
+            spec = SPEC_BY_NAME.get(name)
+            if spec is None:
+                raise SettingError(f"unknown setting {name!r}")
+            parsed[name] = spec.parse(raw)
+        new = dataclasses.replace(self, **parsed)
+        new.check_combination()
+        return new
+
+    def check_combination(self) -> None:
+        """Raise SettingError for values that are each fine but cannot work together."""
+        if self.settledelay > self.settlemax:
+            raise SettingError(
+                f"a settle time of {self.settledelay} s can never be met within a settle "
+                f"timeout of {self.settlemax} s: every dither would fail. Raise settlemax "
+                f"to at least {self.settledelay} s first, or lower settledelay"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {spec.name: getattr(self, spec.name) for spec in SPECS}
@@ -413,16 +560,26 @@ class DitherSettings:
     def from_mapping(cls, values: Mapping[str, object]) -> tuple[DitherSettings, list[str]]:
         """Settings from stored text values; bad or unknown entries fall back to the
         default and are reported, never raised (a corrupt file must not stop the app)."""
-        settings = cls()
         problems: list[str] = []
+        parsed: dict[str, Any] = {}
         for name, raw in values.items():
-            if name not in SPEC_BY_NAME:
+            spec = SPEC_BY_NAME.get(name)
+            if spec is None:
                 problems.append(f"ignored unknown setting {name!r}")
                 continue
             try:
-                settings = settings.with_value(name, raw)
+                parsed[name] = spec.parse(raw)
             except SettingError as exc:
-                problems.append(f"{exc}; using the default {SPEC_BY_NAME[name].default!r}")
+                problems.append(f"{exc}; using the default {spec.default!r}")
+        settings = dataclasses.replace(cls(), **parsed)
+        try:
+            settings.check_combination()
+        except SettingError as exc:
+            defaults = cls()
+            settings = dataclasses.replace(
+                settings, settledelay=defaults.settledelay, settlemax=defaults.settlemax
+            )
+            problems.append(f"{exc}; using the defaults for both")
         return settings, problems
 
 

@@ -1,8 +1,12 @@
 """The control socket: camera agents, controllers (ditherctl) and SimpleDither's client.py.
 
-Each client gets one task that reads and one that writes from a bounded queue, so a
-client that stops reading is dropped instead of slowing anyone else down. Nothing a
-client sends can raise out of its own session.
+Each client gets one task that reads and one that writes from a bounded queue. A client
+whose replies pile up is not read from until it has taken them (back-pressure); one
+that reads nothing at all for SEND_STALL_S, or that stops reading the events it
+subscribed to, is dropped instead of slowing anyone else down. A client's requests are
+handled a batch at a time, so one client's flood cannot keep the others waiting.
+Every deadline runs on its own clock: a byte now and then buys nothing. Nothing a client
+sends can raise out of its own session.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from typing import Any, Self
 from ditherapp import __version__
 from ditherapp.core import control as proto
 from ditherapp.core.phd2.events import Phd2Event, UnknownEvent
-from ditherapp.core.settings import SettingError
+from ditherapp.core.settings import SettingError, SettingLocked
 from ditherapp.net.service import (
     DitherRecorded,
     DitherRefused,
     DitherService,
+    FrameRecorded,
     Notice,
     Phd2EventSeen,
+    SelfCheckChanged,
     ServiceEvent,
     SettingChanged,
 )
@@ -33,12 +39,29 @@ from ditherapp.net.service import (
 log = logging.getLogger(__name__)
 
 FIRST_MESSAGE_TIMEOUT_S = 10.0
-"""A client that connects and says nothing is dropped after this."""
+"""A client that has not sent one whole line this long after connecting is dropped."""
+LINE_TIMEOUT_S = 10.0
+"""A line begun must be finished within this, counted from its first byte (a client
+sending one byte a second is not a client that is talking)."""
 CAMERA_SILENCE_S = 30.0
 """Camera agents send a heartbeat every 2 s; this much silence means they are gone."""
-CONTROLLER_IDLE_S = 300.0
+CONTROLLER_IDLE_S = 15.0
+"""A controller that neither asks anything nor subscribed is dropped after this, well
+before a camera would be: ditherctl connects, asks and goes."""
+EVICTABLE_AFTER_S = 2.0
+"""With every slot taken, a newcomer takes the slot of the client other than a camera
+that has been quiet longest, if for this long: a restarting hook is never shut out by
+clients that only hold their connections."""
 MAX_CLIENTS = 64
 SEND_QUEUE = 1024
+HIGH_WATER = SEND_QUEUE - 64
+"""Requests are not handled while this many messages wait to go out..."""
+LOW_WATER = SEND_QUEUE // 4
+"""...until the client has taken them down to this many."""
+SEND_STALL_S = 30.0
+"""A client whose replies wait this long without it reading any is not reading."""
+BATCH = 8
+"""Requests handled from one client before the others get their turn."""
 READ_CHUNK = 65536
 
 
@@ -61,6 +84,8 @@ class Session:
 
     number: int
     writer: asyncio.StreamWriter
+    connected_at: float = 0.0
+    """Loop time of the connect."""
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE))
     role: str = "unknown"
     camera: str | None = None
@@ -68,6 +93,12 @@ class Session:
     subscribed: bool = False
     closing: bool = False
     sender: asyncio.Task[None] | None = None
+    last_message: float = 0.0
+    """Loop time of the last whole line (or of the connect)."""
+    line_started: float | None = None
+    """Loop time of the first byte of the line not finished yet."""
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the writer when the queue has gone down to LOW_WATER."""
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_bytes(proto.encode(message))
@@ -79,8 +110,11 @@ class Session:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             log.warning("control client %d is not reading; dropping it", self.number)
-            self.close()
-            self.writer.transport.abort()  # its unsent data would keep the socket open
+            self.abort()
+
+    def abort(self) -> None:
+        self.close()
+        self.writer.transport.abort()  # its unsent data would keep the socket open
 
     def is_closing(self) -> bool:
         return self.closing
@@ -89,6 +123,7 @@ class Session:
         if self.closing:
             return
         self.closing = True
+        self.room.set()  # a reader waiting for room sees the close
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
         if self.queue.full():
@@ -176,13 +211,14 @@ class ControlServer:
     # ---------------------------------------------------------------- sessions
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._sessions) >= self.max_clients:
+        now = asyncio.get_running_loop().time()
+        if len(self._sessions) >= self.max_clients and not self._make_room(now):
             with contextlib.suppress(OSError):
                 writer.write(proto.encode(proto.error("busy", "too many clients")))
                 writer.close()
             return
         self._numbers += 1
-        session = Session(number=self._numbers, writer=writer)
+        session = Session(number=self._numbers, writer=writer, connected_at=now, last_message=now)
         session.authorised = not self.token
         self._sessions.add(session)
         task = asyncio.current_task()
@@ -213,6 +249,25 @@ class ControlServer:
             if task is not None:
                 self._tasks.discard(task)
 
+    def _make_room(self, now: float) -> bool:
+        """Every slot is taken: drop the client (never a camera) quiet for longest, if
+        it has been quiet EVICTABLE_AFTER_S at least. False if there is none."""
+        quiet = [
+            s
+            for s in self._sessions
+            if s.role != "camera" and not s.closing and now - s.last_message >= EVICTABLE_AFTER_S
+        ]
+        if not quiet:
+            return False
+        victim = min(quiet, key=lambda s: (s.subscribed, s.last_message))
+        log.info("control client %d was quiet; its slot goes to a new client", victim.number)
+        victim.send(proto.error("idle", "dropped to make room for another client"))
+        victim.close()
+        # Its goodbye has a second to go out; a client that does not read it is cut.
+        asyncio.get_running_loop().call_later(1.0, victim.writer.transport.abort)
+        self._sessions.discard(victim)  # its slot is free now, not when its task ends
+        return True
+
     async def _write(self, session: Session) -> None:
         writer = session.writer
         try:
@@ -222,44 +277,98 @@ class ControlServer:
                     break
                 writer.write(data)
                 await writer.drain()
+                if session.queue.qsize() <= LOW_WATER:
+                    session.room.set()
         except (OSError, ConnectionError):
             pass
         finally:
+            session.room.set()
             with contextlib.suppress(OSError):
                 writer.close()
 
     async def _read(self, session: Session, reader: asyncio.StreamReader) -> None:
         decoder = proto.ControlDecoder()
+        loop = asyncio.get_running_loop()
         first = True
         while not session.closing:
-            limit = self._silence_limit(session, first=first)
+            deadline, why = self._deadline(session, decoder, first=first)
             try:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout_at(deadline):
                     data = await reader.read(READ_CHUNK)
             except TimeoutError:
-                if session.role == "camera" or first:
-                    log.info("control client %d silent for %.0f s; dropping", session.number, limit)
-                    session.send(proto.error("timeout", f"no message for {limit:.0f} s"))
-                    return
-                if not session.subscribed:
-                    return
-                continue
+                log.info("control client %d: %s; dropping it", session.number, why)
+                session.send(proto.error("idle" if why.startswith("idle") else "timeout", why))
+                return
             if not data:
                 return
+            now = loop.time()
             items = decoder.feed(data)
             if items:
-                first = False  # half a line does not buy a client more time
-            for item in items:
+                first = False
+                session.last_message = now
+            if not decoder.pending:
+                session.line_started = None
+            elif items or session.line_started is None:
+                session.line_started = now  # the unfinished line began in this chunk
+            for count, item in enumerate(items, 1):
+                if not await self._wait_for_room(session):
+                    return
                 self._handle(session, item)
                 if session.is_closing():  # _handle may have closed it
                     return
+                if count % BATCH == 0:
+                    await asyncio.sleep(0)  # the other clients' turn
 
-    def _silence_limit(self, session: Session, *, first: bool) -> float:
+    def _deadline(
+        self, session: Session, decoder: proto.ControlDecoder, *, first: bool
+    ) -> tuple[float | None, str]:
+        """When this client's read times out, and what to tell it then."""
+        deadlines: list[tuple[float, str]] = []
         if first:
-            return self.first_message_timeout_s
-        if session.role == "camera":
-            return CAMERA_SILENCE_S
-        return CONTROLLER_IDLE_S
+            limit = self.first_message_timeout_s
+            deadlines.append((session.connected_at + limit, f"no message for {limit:.0f} s"))
+        elif session.role == "camera":
+            deadlines.append(
+                (session.last_message + CAMERA_SILENCE_S, f"silent for {CAMERA_SILENCE_S:.0f} s")
+            )
+        elif not session.subscribed:
+            deadlines.append(
+                (
+                    session.last_message + CONTROLLER_IDLE_S,
+                    f"idle: no request for {CONTROLLER_IDLE_S:.0f} s",
+                )
+            )
+        if session.line_started is not None and decoder.pending:
+            deadlines.append(
+                (
+                    session.line_started + LINE_TIMEOUT_S,
+                    f"a line begun was not finished within {LINE_TIMEOUT_S:.0f} s",
+                )
+            )
+        if not deadlines:
+            return None, ""
+        return min(deadlines)
+
+    async def _wait_for_room(self, session: Session) -> bool:
+        """Back-pressure: while this client's replies pile up, handle none of its
+        requests (and so read none), until it has read them. False if it reads nothing
+        for SEND_STALL_S, or is closed meanwhile."""
+        if session.queue.qsize() < HIGH_WATER:
+            return not session.closing
+        try:
+            async with asyncio.timeout(SEND_STALL_S):
+                while session.queue.qsize() > LOW_WATER and not session.closing:
+                    session.room.clear()
+                    await session.room.wait()
+        except TimeoutError:
+            log.warning(
+                "control client %d has read nothing for %.0f s; dropping it",
+                session.number,
+                SEND_STALL_S,
+            )
+            session.abort()
+            return False
+        return not session.closing
 
     # ---------------------------------------------------------------- requests
 
@@ -279,7 +388,9 @@ class ControlServer:
         if not session.authorised:
             supplied = item.body.get("token")
             if not isinstance(supplied, str) or not hmac.compare_digest(
-                supplied.encode(), self.token.encode()
+                # (a lone surrogate cannot be UTF-8; it cannot be the token either)
+                supplied.encode("utf-8", "surrogatepass"),
+                self.token.encode(),
             ):
                 session.send(proto.error("unauthorized", "a valid token is required"))
                 session.close()
@@ -287,6 +398,8 @@ class ControlServer:
             session.authorised = True
         try:
             self._dispatch(session, item)
+        except SettingLocked as exc:
+            session.send(proto.error("not_allowed", str(exc)))
         except SettingError as exc:
             session.send(proto.error("invalid_value", str(exc)))
         except DitherRefused as exc:
@@ -297,12 +410,20 @@ class ControlServer:
         match request.type:
             case "hello":
                 self._hello(session, body)
-            case "frame" | "capture" | "paused" | "ack" if session.camera is not None:
+            case "frame" | "capture" | "paused" | "ack" | "suspect" | "selfcheck" if (
+                session.camera is not None
+            ):
                 self.service.camera_message(session.camera, body)
             case "heartbeat":
                 pass
-            case "frame" | "capture" | "paused" | "ack":
+            case "frame" | "capture" | "paused" | "ack" | "suspect" | "selfcheck":
                 session.send(proto.error("bad_request", "say hello as a camera first"))
+            case "diagnostics":
+                session.send(self.service.diagnostics())
+            case "frames":
+                suspect = body.get("suspect") is True
+                records = self.service.frame_records(suspect_only=suspect)
+                session.send({"type": "frames", "suspect": suspect, "frames": records})
             case "get":
                 self._get(session, body)
             case "set":
@@ -313,7 +434,7 @@ class ControlServer:
                 if "value" not in body:
                     session.send(proto.error("invalid_value", f"{name} needs a 'value'"))
                     return
-                value = self.service.set_setting(name, body["value"])
+                value = self.service.set_setting(name, body["value"], remote=True)
                 session.send({"type": "value", "name": name.strip().lower(), "value": value})
             case "status":
                 session.send(self.service.snapshot())
@@ -343,7 +464,10 @@ class ControlServer:
             name = raw_name.strip()[:128] if isinstance(raw_name, str) else ""
             name = name or f"camera {session.number}"
             session.role = "camera"
-            session.camera = self.service.attach_camera(name, session)
+            agent = body.get("agent")
+            session.camera = self.service.attach_camera(
+                name, session, agent=agent if isinstance(agent, str) else ""
+            )
             session.send(
                 {"type": "welcome", "proto": proto.PROTO_VERSION, "camera": session.camera}
             )
@@ -380,7 +504,7 @@ class ControlServer:
             if op == "get":
                 reply = proto.encode_legacy_reply(op, True, self.service.get_setting(name))
             elif op == "set":
-                value = self.service.set_setting(name, request.value)
+                value = self.service.set_setting(name, request.value, remote=True)
                 reply = proto.encode_legacy_reply(op, True, value)
             else:
                 reply = proto.encode_legacy_reply(op, False, f"unknown op {op!r}: use get or set")
@@ -415,6 +539,10 @@ def _event_message(event: ServiceEvent) -> dict[str, Any] | None:
                     "t": round(t, 3)}  # fmt: skip
         case DitherRecorded(record=record):
             return {"type": "event", "event": "dither", "record": record}
+        case FrameRecorded(record=record):
+            return {"type": "event", "event": "frame", "record": record}
+        case SelfCheckChanged(camera=camera, report=report):
+            return {"type": "event", "event": "selfcheck", "camera": camera, "report": report}
         case Phd2EventSeen(event=phd2_event):
             return {"type": "event", "event": "phd2", **_phd2_fields(phd2_event)}
         case _:

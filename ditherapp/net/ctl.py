@@ -7,6 +7,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -110,6 +111,9 @@ def format_status(s: dict[str, Any]) -> str:
         )
     if s.get("skip_reason"):
         lines.append(f"skipping   {s['skip_reason']}")
+    guard = s.get("guard") or {}
+    if guard:
+        lines.append(f"guard      {format_guard(guard)}")
     last = s.get("last_outcome")
     if last:
         lines.append(f"last       {last.get('outcome')} {last.get('message') or ''}".rstrip())
@@ -129,6 +133,89 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_guard(guard: dict[str, Any]) -> str:
+    if not guard.get("enabled") and not guard.get("armed"):
+        state = "off"
+    elif not guard.get("armed"):
+        state = "waiting for PHD2 to guide once"
+    elif guard.get("holding"):
+        held = guard.get("holding_s")
+        state = f"GUARDING: {guard.get('condition')}, saving paused"
+        if isinstance(held, int | float):
+            state += f" for {held:.0f} s"
+    elif guard.get("let_go"):
+        state = f"LET GO (saving anyway): {guard.get('condition')}"
+    else:
+        state = "on, guiding is good"
+    return (
+        f"{state}; {guard.get('guarded_frames', 0)} guarded frames, "
+        f"{guard.get('unguarded_saved', 0)} saved with bad guiding, "
+        f"{guard.get('suspect_frames', 0)} suspect"
+    )
+
+
+VERDICT_WORDS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "unknown": "?"}
+
+
+def format_doctor(d: dict[str, Any]) -> tuple[str, bool]:
+    """The doctor's report, and whether every check passed."""
+    lines: list[str] = []
+    healthy = True
+    phd2 = d.get("phd2") or {}
+    if phd2.get("connected"):
+        lines.append(f"ok    PHD2                connected, {phd2.get('state')}")
+    else:
+        lines.append("WARN  PHD2                not connected")
+    cameras = d.get("cameras") or []
+    if not cameras:
+        healthy = False
+        lines.append("FAIL  camera              no camera agent is connected (load the hook)")
+    for cam in cameras:
+        agent = f", {cam['agent']}" if cam.get("agent") else ""
+        lines.append(f"camera {cam.get('name')!r} ({cam.get('id')}{agent})")
+        report = cam.get("selfcheck")
+        if not report:
+            lines.append("  ?     self-check          this agent does not check itself")
+            continue
+        for check in report.get("checks") or []:
+            verdict = str(check.get("verdict"))
+            healthy &= verdict != "fail"
+            word = VERDICT_WORDS.get(verdict, "?")
+            lines.append(f"  {word:<5} {check.get('name', '?'):<19} {check.get('detail', '')}")
+        capture = report.get("capture") or {}
+        if capture.get("last_file"):
+            lines.append(f"        last file           {capture['last_file']}")
+    suspects = d.get("suspect_frames") or []
+    if suspects:
+        healthy = False
+        lines.append(
+            f"FAIL  suspect frames      {len(suspects)} frame(s) SharpCap may have saved while "
+            "paused: ditherctl frames --suspect"
+        )
+    lines.append("all checks passed" if healthy else "some checks FAILED")
+    return "\n".join(lines), healthy
+
+
+def format_frame(record: dict[str, Any]) -> str:
+    t = record.get("time")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else "?"
+    )
+    parts = [when, str(record.get("camera", "?"))]
+    if record.get("count") is not None:
+        parts.append(f"SharpCap frame {record['count']}")
+    if record.get("seq") is not None:
+        parts.append(f"seq {record['seq']}")
+    if record.get("kind") == "suspect_frame":
+        parts.append("SUSPECT: saved while paused")
+    else:
+        parts.append("saved" if record.get("saved") else "not saved")
+        parts.append("; ".join(record.get("reasons") or []))
+    if record.get("file"):
+        parts.append(str(record["file"]))
+    return "  ".join(p for p in parts if p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ditherctl", description="Talk to a running ditherapp.")
     p.add_argument("--host", default="127.0.0.1")
@@ -141,11 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("name", nargs="?")
     set_ = sub.add_parser("set", help="change a setting (takes effect for the next dither)")
     set_.add_argument("name")
-    set_.add_argument("value")
+    # Everything after the name is the value, so "-inf" or "-5" is a value to send (and
+    # for the app to judge), never taken for an option.
+    set_.add_argument("value", nargs=argparse.REMAINDER, help="the new value")
     sub.add_parser("status", help="PHD2, cameras, dither counts")
     sub.add_parser("dither", help="dither now")
     sub.add_parser("enable", help="enable automatic dithering")
     sub.add_parser("disable", help="disable automatic dithering")
+    sub.add_parser(
+        "doctor",
+        help="every camera's self-check and suspect frames; exits 1 if any check failed",
+    )
+    frames = sub.add_parser("frames", help="frames guarded this session, one line each")
+    frames.add_argument(
+        "--suspect",
+        action="store_true",
+        help="only frames SharpCap may have saved while saving was paused",
+    )
     watch = sub.add_parser("watch", help="follow events until interrupted")
     watch.add_argument("--phd2", action="store_true", help="include every PHD2 event")
     return p
@@ -183,6 +282,21 @@ def _run(client: ControlClient, args: argparse.Namespace, out: Any) -> int:
         case "enable" | "disable":
             reply = client.call({"type": args.command})
             emit(f"dithering {args.command}d", reply)
+        case "doctor":
+            reply = client.call({"type": "diagnostics"})
+            text, healthy = format_doctor(reply)
+            emit(text, reply)
+            return EXIT_OK if healthy else EXIT_ERROR
+        case "frames":
+            reply = client.call({"type": "frames", "suspect": args.suspect})
+            records = reply.get("frames") or []
+            if args.json:
+                emit("", reply)
+            elif records:
+                emit("\n".join(format_frame(r) for r in records), reply)
+            else:
+                what = "suspect frames" if args.suspect else "guarded or suspect frames"
+                print(f"no {what} this session", file=sys.stderr)
         case "watch":
             client._sock.settimeout(None)  # noqa: SLF001 - watching waits for ever by design
             client.call({"type": "subscribe"})
@@ -201,6 +315,14 @@ def _describe(message: dict[str, Any]) -> str:
         return f"[{message.get('level')}] {message.get('message')}"
     if kind == "setting":
         return f"setting {message.get('name')} = {_show(message.get('value'))}"
+    if kind == "frame":
+        return f"frame {format_frame(message.get('record', {}))}"
+    if kind == "selfcheck":
+        report = message.get("report", {})
+        bad = [c["name"] for c in report.get("checks", []) if c.get("verdict") == "fail"]
+        return f"self-check {message.get('camera')}: " + (
+            "failed " + ", ".join(bad) if bad else "passed"
+        )
     if kind == "dither":
         record = message.get("record", {})
         return (
@@ -213,7 +335,12 @@ def _describe(message: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "set":
+        if len(args.value) != 1:
+            parser.error("set takes a name and one value, e.g. ditherctl set ditherevery 5")
+        args.value = args.value[0]
     try:
         return run(args)
     except CtlError as exc:

@@ -40,10 +40,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
 from ditherapp.core.errors import ConnectionLost, LocalProtocolError, RemoteProtocolError
+from ditherapp.core.guiding_stats import GuideHistory, GuideSample
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import Phd2State
 from ditherapp.core.phd2.legacy import (
@@ -58,6 +60,7 @@ from ditherapp.core.phd2.legacy import (
     move_accepted,
     move_command,
     move_pixels,
+    reqdist_pixels,
     state_from_status,
 )
 from ditherapp.net.backoff import Backoff, reconnect_forever
@@ -119,6 +122,8 @@ class LegacyGuider:
         self._event_listeners: Listeners[ev.Phd2Event] = Listeners("PHD2 event")
         self._link_listeners: Listeners[LinkStatus] = Listeners("PHD2 link")
         self._status = LinkStatus(host=host, port=port, backend=self.backend)
+        self.history = GuideHistory()
+        """REQDIST while guiding, between dithers: the baseline of a calm settle."""
 
     # ---------------------------------------------------------------- observation
 
@@ -269,7 +274,20 @@ class LegacyGuider:
         while True:
             await asyncio.sleep(self.poll_s)
             if not self._dithering:  # the dither polls for itself
-                await self.state()
+                state = await self.state()
+                await self._sample_guiding(state)
+
+    async def _sample_guiding(self, state: Phd2State) -> None:
+        """While guiding, REQDIST too: the guiding error calm mode settles back to (the
+        legacy port sends no GuideSteps)."""
+        if self._dithering:
+            return
+        if state is not Phd2State.GUIDING:
+            self.history.break_at(self._clock())
+            return
+        reqdist = await self.command(Command.MSG_REQDIST)
+        if not self._dithering:
+            self.history.add(GuideSample(t=self._clock(), ra=reqdist_pixels(reqdist), dec=0.0))
 
     def _abort(self, reason: str) -> None:
         if self._writer is not None:
@@ -321,8 +339,15 @@ class LegacyGuider:
         self, request: DitherRequest, on_settle_started: Callable[[], None]
     ) -> DitherOutcome:
         try:
+            # REQDIST is PHD2's smoothed error, GuideSteps' are raw: the baseline must
+            # be of the same figure as the distances judged, so it is our own here.
+            baseline = self.history.baseline(self._clock())
             detector = LegacySettleDetector(
-                request.settle_pixels, request.settle_time, request.settle_timeout
+                request.settle_pixels,
+                request.settle_time,
+                request.settle_timeout,
+                mode=request.settle_mode,
+                baseline=baseline,
             )
             code = await self.command(Command.MSG_GETSTATUS)
         except (ConnectionLost, TimeoutError, LocalProtocolError) as exc:
@@ -378,7 +403,8 @@ class LegacyGuider:
                 self._emit(detector.settling_event(update))
                 continue
             self._emit(detector.done_event(update))
-            return _outcome(update)
+            self.history.break_at(self._clock())  # the next baseline starts after this
+            return _outcome(update, detector)
 
     async def _sample(self, detector: LegacySettleDetector) -> SettleUpdate:
         code = await self.command(Command.MSG_GETSTATUS)
@@ -406,11 +432,18 @@ async def _lost_within(lost: asyncio.Event, delay: float) -> bool:
     return lost.is_set()
 
 
-def _outcome(update: SettleUpdate) -> DitherOutcome:
-    if update.verdict is Verdict.SETTLED:
-        return DitherOutcome(kind=OutcomeKind.SETTLED, settle_s=update.elapsed_s)
+def _outcome(update: SettleUpdate, detector: LegacySettleDetector) -> DitherOutcome:
+    rule = detector.rule
+    judge = detector.judge
     return DitherOutcome(
-        kind=OutcomeKind.SETTLE_FAILED, message=update.reason, settle_s=update.elapsed_s
+        kind=OutcomeKind.SETTLED
+        if update.verdict is Verdict.SETTLED
+        else OutcomeKind.SETTLE_FAILED,
+        message="" if update.verdict is Verdict.SETTLED else update.reason,
+        settle_s=update.elapsed_s,
+        rule=None if rule is None else rule.value,
+        in_range_after_s=None if judge is None else judge.in_range_after_s,
+        broken_run_s=None if judge is None else judge.longest_broken_run_s,
     )
 
 
@@ -438,6 +471,10 @@ class AutoGuider:
     @property
     def status(self) -> LinkStatus:
         return self._active.status
+
+    @property
+    def profile(self) -> str | None:
+        return self.event.profile if self._active is self.event else None
 
     @property
     def poll_s(self) -> float:
@@ -552,16 +589,27 @@ class AutoGuider:
 
 
 def make_guider(
-    backend: str, *, host: str, event_port: int, legacy_port: int, poll_s: float = 1.0
+    backend: str,
+    *,
+    host: str,
+    event_port: int,
+    legacy_port: int,
+    poll_s: float = 1.0,
+    restore_path: Path | None = None,
+    time_scale: float = 1.0,
 ) -> Guider:
     """The guider for the ``phd2backend`` setting: "event", "legacy" or "auto"."""
     if backend == "event":
-        return EventGuider(Phd2Client(host, event_port))
+        return EventGuider(
+            Phd2Client(host, event_port), restore_path=restore_path, time_scale=time_scale
+        )
     if backend == "legacy":
         return LegacyGuider(host, legacy_port, poll_s=poll_s)
     if backend == "auto":
         return AutoGuider(
-            EventGuider(Phd2Client(host, event_port)),
+            EventGuider(
+                Phd2Client(host, event_port), restore_path=restore_path, time_scale=time_scale
+            ),
             LegacyGuider(host, legacy_port, poll_s=poll_s),
         )
     raise LocalProtocolError(f"unknown PHD2 backend {backend!r}: use auto, event or legacy")

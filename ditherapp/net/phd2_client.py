@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ditherapp.core.errors import ConnectionLost, DitherAppError
 from ditherapp.core.phd2 import events as ev
+from ditherapp.core.phd2 import watchdog
 from ditherapp.core.phd2.appstate import AppStateTracker, Phd2State
 from ditherapp.core.phd2.connection import Phd2Connection
 from ditherapp.core.phd2.rpc import JsonParams, RpcError, RpcResult
@@ -38,6 +39,9 @@ METHOD_TIMEOUTS_S = {
     "get_star_image": 30.0,
 }
 CONNECT_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 5.0
+"""A quiet PHD2 that is not guiding is asked get_app_state; this long without a reply
+(and nothing else heard) is a dead link."""
 READ_CHUNK = 65536
 
 
@@ -94,6 +98,16 @@ class LinkStatus:
     bad_lines: int = 0
 
 
+def _new_watchdog() -> watchdog.LinkWatchdog:
+    # The limits are read at each connect, so an accelerated soak can compress them.
+    return watchdog.LinkWatchdog(
+        started_at=time.monotonic(),
+        floor_s=watchdog.SILENCE_FLOOR_S,
+        ceiling_s=watchdog.NOTICE_WITHIN_S,
+        probe_after_s=watchdog.PROBE_AFTER_S,
+    )
+
+
 async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection(host, port, limit=READ_CHUNK)
 
@@ -114,6 +128,9 @@ class Phd2Client:
         self._conn = Phd2Connection()
         self._tracker = AppStateTracker()
         self._settling = False
+        self._settle_events = 0
+        """SettleBegin and SettleDone events read, so a stale get_settling answer is
+        known for one."""
         self._writer: asyncio.StreamWriter | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._serial = asyncio.Lock()
@@ -125,6 +142,8 @@ class Phd2Client:
         self._background: set[asyncio.Task[None]] = set()
         self._closed_by_us = ""
         """Why we closed the connection ourselves, for the status, instead of blaming PHD2."""
+        self._watchdog = _new_watchdog()
+        """Judges a PHD2 that hangs with its socket open (core/phd2/watchdog.py)."""
         self._in_line: set[asyncio.Task[Any]] = set()
         """Requests to a PHD2 without OverlapSupport, each waiting for its turn or reply
         (they end by themselves: the link dropping fails them)."""
@@ -182,6 +201,12 @@ class Phd2Client:
             if time_limit is not None
             else METHOD_TIMEOUTS_S.get(method, DEFAULT_TIMEOUT_S)
         )
+        result = await self._request(method, params, limit)
+        if method == "get_exposure" and isinstance(result, int | float):
+            self._watchdog.exposure_hint(float(result) / 1000.0)
+        return result
+
+    async def _request(self, method: str, params: JsonParams, limit: float) -> Any:
         if self._conn.overlap_support:
             return await self._reply(method, self._send(method, params), limit)
         # Servers without OverlapSupport (before 2.6.7) lose pipelined requests: one at a
@@ -219,10 +244,14 @@ class Phd2Client:
 
     async def _reply(self, method: str, sent: tuple[int, asyncio.Future[Any]], limit: float) -> Any:
         request_id, future = sent
+        sent_at = time.monotonic()
         try:
             async with asyncio.timeout(limit):
                 reply = await future
         except TimeoutError:
+            dead = self._watchdog.request_timed_out(sent_at, time.monotonic(), method)
+            if dead is not None and request_id in self._futures:
+                self._declare_dead(dead)
             raise TimeoutError(f"PHD2 did not answer {method} within {limit:g} s") from None
         finally:
             self._futures.pop(request_id, None)
@@ -248,6 +277,7 @@ class Phd2Client:
         reader, writer = await open_current(lambda: (self.host, self.port), self._connect)
         self._writer = writer
         self._closed_by_us = ""
+        self._watchdog = _new_watchdog()
         self._conn = Phd2Connection()
         self._tracker = AppStateTracker()
         self._settling = False
@@ -257,7 +287,9 @@ class Phd2Client:
             async with asyncio.TaskGroup() as group:
                 reading = group.create_task(self._read(reader), name="phd2-reader")
                 group.create_task(self._resync(), name="phd2-resync")
+                watching = group.create_task(self._watch(writer), name="phd2-watchdog")
                 await reading
+                watching.cancel()
         except* (OSError, ConnectionLost, TimeoutError) as errors:
             self._update(last_error=str(errors.exceptions[0]))
             # On 3.11 a cancel arriving while the link fails can be swallowed by the task
@@ -273,6 +305,7 @@ class Phd2Client:
             data = await reader.read(READ_CHUNK)
             if not data:
                 raise ConnectionLost(self._closed_by_us or "PHD2 closed the connection")
+            self._watchdog.heard(time.monotonic())
             for message in self._conn.receive_data(data):
                 if isinstance(message, ev.Phd2Event):
                     self._on_event(message)
@@ -289,11 +322,13 @@ class Phd2Client:
         """After a connect (or a lost line): ask rather than guess."""
         state = await self.request("get_app_state")
         self._tracker.set(Phd2State.parse(state))
+        settle_events = self._settle_events
         try:
             settling = await self.request("get_settling")
         except Phd2RpcError:
             settling = False  # PHD2 before 2.6.4 has no get_settling
-        self._settling = bool(settling)
+        if self._settle_events == settle_events:  # (see _query_state)
+            self._settling = bool(settling)
         version = self._conn.version
         self._update(
             connected=True,
@@ -313,13 +348,44 @@ class Phd2Client:
         if future is not None and not future.done():
             future.set_result(reply)
 
+    async def _watch(self, writer: asyncio.StreamWriter) -> None:
+        """Close the link when the watchdog says PHD2 hangs (the reader then ends the
+        session, and the supervisor reconnects)."""
+        watchdog = self._watchdog
+        while self._writer is writer:
+            now = time.monotonic()
+            dead = watchdog.dead(now)
+            if dead is not None:
+                self._declare_dead(dead)
+                return
+            if watchdog.probe_due(now) and self._status.connected:
+                watchdog.probe_sent(now)
+                self._spawn(self._probe(), "phd2-probe")
+            await asyncio.sleep(max(0.05, min(1.0, watchdog.next_check(now) - now)))
+
+    async def _probe(self) -> None:
+        with contextlib.suppress(ConnectionLost, TimeoutError, Phd2RpcError):
+            await self.request("get_app_state", time_limit=PROBE_TIMEOUT_S)
+
+    def _declare_dead(self, reason: str) -> None:
+        if self._writer is None or self._closed_by_us:
+            return
+        log.warning("%s; reconnecting", reason)
+        self._closed_by_us = reason
+        self._writer.close()
+        self._writer.transport.abort()  # a hung PHD2 would not take our goodbye
+
     def _on_event(self, event: ev.Phd2Event) -> None:
+        if isinstance(event, ev.GuideStep | ev.StarLost):
+            self._watchdog.guide_frame(time.monotonic())
         before = (self._tracker.state, self._settling)
         self._tracker.apply(event)
         if isinstance(event, ev.SettleBegin):
             self._settling = True
+            self._settle_events += 1
         elif isinstance(event, ev.SettleDone):
             self._settling = False
+            self._settle_events += 1
         self._event_listeners(event)
         if self._status.connected and before != (self._tracker.state, self._settling):
             self._update(state=self._tracker.state, settling=self._settling)
@@ -328,7 +394,10 @@ class Phd2Client:
             self._spawn_state_query()
 
     def _spawn_state_query(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._query_state(), name="phd2-state")
+        self._spawn(self._query_state(), "phd2-state")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -336,8 +405,13 @@ class Phd2Client:
         with contextlib.suppress(ConnectionLost, TimeoutError, Phd2RpcError):
             state = await self.request("get_app_state")
             self._tracker.set(Phd2State.parse(state))
+            settle_events = self._settle_events
             settling = await self.request("get_settling")
-            self._settling = bool(settling)
+            # A SettleBegin or SettleDone read since the question went out (the reply
+            # and a SettleDone can come in one chunk, the event handled before this
+            # task runs again) is newer than the answer or says the same: keep it.
+            if self._settle_events == settle_events:
+                self._settling = bool(settling)
             if self._status.connected:
                 self._update(state=self._tracker.state, settling=self._settling)
 
@@ -359,6 +433,8 @@ class Phd2Client:
         self._update(connected=False, state=Phd2State.UNKNOWN, settling=False)
 
     def _update(self, **changes: Any) -> None:
+        if "state" in changes:
+            self._watchdog.set_guiding(changes["state"] is Phd2State.GUIDING, time.monotonic())
         new = replace(self._status, **changes)
         if new == self._status:
             return

@@ -21,7 +21,14 @@ from ditherapp.core import machine as m
 from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
 from ditherapp.core.errors import DitherAppError
 from ditherapp.core.phd2 import events as ev
-from ditherapp.core.settings import READ_ONLY, DitherSettings, SettingError
+from ditherapp.core.settings import (
+    READ_ONLY,
+    SPEC_BY_NAME,
+    DitherSettings,
+    SettingError,
+    SettingLocked,
+)
+from ditherapp.core.settle_advice import GroupAdvice, advise
 from ditherapp.net.guider import Guider
 from ditherapp.net.listeners import Listeners
 from ditherapp.net.phd2_client import LinkStatus
@@ -29,10 +36,21 @@ from ditherapp.net.phd2_client import LinkStatus
 log = logging.getLogger(__name__)
 
 NOTICE_HISTORY = 200
+FRAME_HISTORY = 2000
+"""Guarded and suspect frames kept for ``ditherctl frames`` (they are all in the ledger)."""
+CHECK_VERDICTS = ("ok", "warn", "fail", "unknown")
+MAX_CHECKS = 64
+LEDGER_HISTORY = 5000
+"""Ledger lines kept for settle suggestions (this session's and earlier ones')."""
 
 KEEPALIVE_S = 2.5
 
 SaveSettings = Callable[[DitherSettings], None]
+"""Called on the event loop with the settings after each change: it must not block (the
+runtime hands in a ``SettingsSaver``'s ``submit``)."""
+
+_GUIDING_BROKEN = (ev.StarLost, ev.GuidingStopped, ev.Paused, ev.StartGuiding)
+"""Events after which the guiding before them is no baseline for the guiding after."""
 
 
 class CameraLink(Protocol):
@@ -76,7 +94,30 @@ class DitherRecorded:
     record: dict[str, Any]
 
 
-ServiceEvent = SettingChanged | StatusChanged | Phd2EventSeen | Notice | DitherRecorded
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameRecorded:
+    """A guarded or suspect frame went in the ledger (the record, with its time)."""
+
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelfCheckChanged:
+    """A camera agent reported its self-check (the cleaned report)."""
+
+    camera: str
+    report: dict[str, Any]
+
+
+ServiceEvent = (
+    SettingChanged
+    | StatusChanged
+    | Phd2EventSeen
+    | Notice
+    | DitherRecorded
+    | FrameRecorded
+    | SelfCheckChanged
+)
 
 
 class Ledger(Protocol):
@@ -121,6 +162,19 @@ class DitherService:
         self.settle: SettleProgress | None = None
         self.last_settle: SettleProgress | None = None
         self.camera_paused: dict[str, tuple[bool, str]] = {}
+        self.frames: deque[dict[str, Any]] = deque(maxlen=FRAME_HISTORY)
+        """Guarded and suspect frames of this session, oldest first."""
+        self.selfchecks: dict[str, dict[str, Any]] = {}
+        """The latest self-check of each camera agent that sent one."""
+        self.agents: dict[str, str] = {}
+        self.ledger_lines: deque[dict[str, Any]] = deque(maxlen=LEDGER_HISTORY)
+        """The ledger as read at start plus every line since: what suggestions read."""
+        read = getattr(ledger, "read", None)
+        if callable(read):
+            try:
+                self.ledger_lines.extend(read())
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning("could not read the dither ledger for suggestions: %s", exc)
         guider.add_link_listener(self._on_link)
         guider.add_event_listener(self._on_phd2_event)
 
@@ -146,6 +200,9 @@ class DitherService:
 
     def shutdown(self) -> None:
         """Fail open: every camera we paused is told to save again, at once."""
+        if not self._stopping:
+            for action in self.machine.flush(self._clock()):
+                self._execute(action)  # the last dither's ledger line, cost as measured
         self._stopping = True
         cycle = self.machine.cycle
         if cycle is not None:
@@ -157,6 +214,13 @@ class DitherService:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+    async def wait_stopped(self, timeout_s: float) -> None:
+        """After ``shutdown``: give the cancelled dither up to ``timeout_s`` to clean up
+        (it puts PHD2's guide exposure back)."""
+        running = [t for t in self._tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
 
     # ---------------------------------------------------------------- observers
 
@@ -182,11 +246,21 @@ class DitherService:
         """The exact JSON-RPC line the next dither sends (the event-server backend)."""
         return m.request_from(self.settings).rpc_line(request_id=1)
 
-    def set_setting(self, name: str, raw: object) -> Any:
-        """Change one setting (for the next dither); returns the value now in force."""
+    def set_setting(self, name: str, raw: object, *, remote: bool = False) -> Any:
+        """Change one setting (for the next dither); returns the value now in force.
+
+        ``remote``: the change comes over the control socket, which may not change who
+        may connect to it (SettingLocked says where it can be changed instead)."""
         name = name.strip().lower()
         if name in READ_ONLY:
             raise SettingError(f"{name} is read-only")
+        spec = SPEC_BY_NAME.get(name)
+        if remote and spec is not None and not spec.remote:
+            raise SettingLocked(
+                f"{name} decides who may connect to the control socket, so it cannot be "
+                "changed over it: set it in the window, on the command line or in the "
+                "settings file"
+            )
         new = self.settings.with_value(name, raw)
         value = new.get(name)
         if new != self.settings:
@@ -226,11 +300,17 @@ class DitherService:
     def reconnect(self) -> None:
         self.guider.reconnect_now()
 
+    def alert(self, message: str) -> None:
+        """Tell the user of a problem outside the machine (a settings file not saved)."""
+        self._notice(m.Level.ALERT, message)
+
     # ---------------------------------------------------------------- cameras
 
-    def attach_camera(self, name: str, link: CameraLink) -> str:
+    def attach_camera(self, name: str, link: CameraLink, *, agent: str = "") -> str:
         camera = self.machine.camera_id_for(name)
         self._links[camera] = link
+        self.agents[camera] = agent[:80]
+        self.selfchecks.pop(camera, None)  # a new session checks again
         self._feed(m.CameraHello(camera=camera, name=name))
         return camera
 
@@ -249,8 +329,23 @@ class DitherService:
                     exposure_s=_number(message.get("exposure_s"), 0.0),
                     saved=message.get("saved") is True,
                     seq=_int_or_none(message.get("seq")),
+                    count=_int_or_none(message.get("count")),
+                    file=_text_or_none(message.get("file")),
                 )
             )
+        elif kind == "suspect":
+            t = message.get("t")
+            self._feed(
+                m.CameraSuspect(
+                    camera=camera,
+                    count=_int_or_none(message.get("count")),
+                    seq=_int_or_none(message.get("seq")),
+                    agent_t=float(t) if isinstance(t, int | float) and math.isfinite(t) else None,
+                    file=_text_or_none(message.get("file")),
+                )
+            )
+        elif kind == "selfcheck":
+            self._self_check(camera, message)
         elif kind == "capture":
             self._feed(m.CameraCapture(camera=camera, capturing=message.get("capturing") is True))
         elif kind == "paused":
@@ -291,7 +386,8 @@ class DitherService:
                 self.guider.prepare()  # PHD2 answers while the cameras pause
             except Exception:
                 log.exception("could not ask PHD2 ahead; the dither will ask")
-        if actions or self.machine.phase is not phase_before or not isinstance(event, m.CameraAck):
+        quiet = isinstance(event, m.CameraAck | m.GuideStepSeen)
+        if actions or self.machine.phase is not phase_before or not quiet:
             self._emit(StatusChanged())
 
     def _execute(self, action: m.Action) -> None:
@@ -314,6 +410,8 @@ class DitherService:
                 self._arm(at)
             case m.Record(entry=entry):
                 self._record(entry)
+            case m.FrameRecord(entry=entry):
+                self._record_frame(entry)
             case m.Notify(level=level, message=message):
                 self._notice(level, message)
 
@@ -376,14 +474,78 @@ class DitherService:
             self.last_settle = self.settle
         self.settle = None
 
+    def settle_advice(self) -> list[GroupAdvice]:
+        """Suggestions from the ledger's dithers with PHD2's current profile."""
+        settings = self.settings
+        return advise(
+            self.ledger_lines,
+            profile=getattr(self.guider, "profile", None),
+            settle_time=settings.settledelay,
+            settle_timeout=settings.settlemax,
+        )
+
     def _record(self, entry: m.LedgerEntry) -> None:
         record = {"time": round(self._wall(), 3), **entry.as_dict()}
+        self.ledger_lines.append(record)
         if self._ledger is not None:
             try:
                 self._ledger.write(record)
             except OSError as exc:
                 self._notice(m.Level.ALERT, f"could not write the dither ledger: {exc}")
         self._emit(DitherRecorded(record=record))
+
+    def _record_frame(self, entry: m.FrameEntry) -> None:
+        record = {"time": round(self._wall(), 3), **entry.as_dict()}
+        self.frames.append(record)
+        if self._ledger is not None:
+            try:
+                self._ledger.write(record)
+            except OSError as exc:
+                self._notice(m.Level.ALERT, f"could not write the dither ledger: {exc}")
+        self._emit(FrameRecorded(record=record))
+
+    def frame_records(self, *, suspect_only: bool = False) -> list[dict[str, Any]]:
+        kinds = {m.FrameKind.SUSPECT.value} if suspect_only else {k.value for k in m.FrameKind}
+        return [r for r in self.frames if r.get("kind") in kinds]
+
+    # ---------------------------------------------------------------- self-checks
+
+    def _self_check(self, camera: str, message: dict[str, Any]) -> None:
+        report = clean_self_check(message)
+        before = self.selfchecks.get(camera)
+        self.selfchecks[camera] = report
+        name = self.machine.cameras[camera].name if camera in self.machine.cameras else camera
+        old = {c["name"]: c["verdict"] for c in (before or {}).get("checks", [])}
+        for check in report["checks"]:
+            if check["verdict"] == "fail" and old.get(check["name"]) != "fail":
+                self._notice(
+                    m.Level.ALERT,
+                    f"camera {name} self-check failed: {check['name']}: {check['detail']}",
+                )
+        self._emit(SelfCheckChanged(camera=camera, report=report))
+        self._emit(StatusChanged())
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Every camera's self-check and the session's suspect frames (ditherctl doctor)."""
+        cameras = []
+        for cam in self.machine.cameras.values():
+            if not cam.connected:
+                continue
+            cameras.append(
+                {
+                    "id": cam.id,
+                    "name": cam.name,
+                    "agent": self.agents.get(cam.id, ""),
+                    "selfcheck": self.selfchecks.get(cam.id),
+                }
+            )
+        link = self.guider.status
+        return {
+            "type": "diagnostics",
+            "phd2": {"connected": link.connected, "state": link.state.value},
+            "cameras": cameras,
+            "suspect_frames": self.frame_records(suspect_only=True),
+        }
 
     def _notice(self, level: m.Level, message: str) -> None:
         notice = Notice(level=level, message=message, wall_time=self._wall())
@@ -395,11 +557,17 @@ class DitherService:
     # ---------------------------------------------------------------- PHD2
 
     def _on_link(self, status: LinkStatus) -> None:
+        if not status.connected:
+            self.machine.history.break_at(self._clock())
         self._feed(
             m.GuiderUpdate(connected=status.connected, state=status.state, settling=status.settling)
         )
 
     def _on_phd2_event(self, event: ev.Phd2Event) -> None:
+        if isinstance(event, ev.GuideStep):
+            self._feed(m.GuideStepSeen(ra=event.ra_distance_raw, dec=event.dec_distance_raw))
+        elif isinstance(event, _GUIDING_BROKEN):
+            self.machine.history.break_at(self._clock())
         settle = self.settle
         if settle is not None and isinstance(event, ev.Settling):
             settle.distance = event.distance
@@ -433,6 +601,7 @@ class DitherService:
                     "frames_since_last": cam.frames_since,
                     "frames_to_next": cam.frames_to_next(settings),
                     "exposure_s": cam.last_exposure_s,
+                    "guarded": cam.id in mach.hold,
                 }
             )
         settle = self.settle
@@ -467,6 +636,7 @@ class DitherService:
                 "star_locked": settle.star_locked,
             },
             "cameras": cameras,
+            "guard": self._guard_status(now),
             "dithers": totals.dithers,
             "failures": totals.failures,
             "skipped": totals.skipped,
@@ -474,11 +644,40 @@ class DitherService:
             if totals.mean_settle_s is None
             else round(totals.mean_settle_s, 2),
             "lost_s": round(totals.lost_s, 1),
+            "mean_lost_imaging_s": None
+            if totals.mean_lost_imaging_s is None
+            else round(totals.mean_lost_imaging_s, 2),
+            "last_cost": None
+            if mach.last_entry is None
+            else {
+                **mach.last_entry.cost.as_dict(),
+                "settle_rule": mach.last_entry.outcome.rule,
+            },
             "skip_reason": mach.skip_reason,
             "retry_in_s": None if (retry := mach.retry_in(now)) is None else round(retry, 1),
             "last_outcome": None
             if mach.last_outcome is None
             else {"outcome": mach.last_outcome.kind.value, "message": mach.last_outcome.message},
+        }
+
+    def _guard_status(self, now: float) -> dict[str, Any]:
+        mach = self.machine
+        guard = mach.guard
+        condition = guard.condition()
+        since = guard.hold_since
+        totals = mach.totals
+        return {
+            "enabled": self.settings.guard,
+            "armed": guard.armed,
+            "condition": condition.text if condition is not None else None,
+            "reason": condition.reason.value if condition is not None else None,
+            "holding": mach.phase is m.Phase.GUARDING,
+            "let_go": guard.let_go,
+            "holding_s": None if since is None else round(now - since, 1),
+            "max_s": guard.config.max_s,
+            "guarded_frames": totals.guarded_frames,
+            "unguarded_saved": totals.unguarded_saved,
+            "suspect_frames": totals.suspect_frames,
         }
 
 
@@ -502,3 +701,44 @@ def _int_or_none(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return None
+
+
+def _text_or_none(value: object, limit: int = 260) -> str | None:
+    """A short one-line text from an agent, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
+
+
+def clean_self_check(message: dict[str, Any]) -> dict[str, Any]:
+    """An agent's self-check as ditherapp keeps it: known fields, short texts, verdicts
+    from the known set (anything else counts as unknown); nothing an agent sends can
+    make it raise."""
+    checks = []
+    raw = message.get("checks")
+    for item in raw[:MAX_CHECKS] if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        name = _text_or_none(item.get("name"), 60)
+        if name is None:
+            continue
+        verdict = item.get("verdict")
+        checks.append(
+            {
+                "name": name,
+                "verdict": verdict if verdict in CHECK_VERDICTS else "unknown",
+                "detail": _text_or_none(item.get("detail"), 300) or "",
+            }
+        )
+    capture = message.get("capture")
+    capture = capture if isinstance(capture, dict) else {}
+    return {
+        "sharpcap": _text_or_none(message.get("sharpcap"), 80),
+        "runtime": _text_or_none(message.get("runtime"), 120),
+        "camera": _text_or_none(message.get("camera"), 128),
+        "checks": checks,
+        "capture": {
+            "folder": _text_or_none(capture.get("folder")),
+            "last_file": _text_or_none(capture.get("last_file")),
+        },
+    }

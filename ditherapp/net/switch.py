@@ -68,6 +68,12 @@ class GuiderSwitch:
         return self._guider.status
 
     @property
+    def profile(self) -> str | None:
+        """PHD2's equipment profile, where the backend can tell (the legacy port cannot)."""
+        profile = getattr(self._guider, "profile", None)
+        return profile if isinstance(profile, str) else None
+
+    @property
     def poll_s(self) -> float | None:
         return getattr(self._guider, "poll_s", None)
 

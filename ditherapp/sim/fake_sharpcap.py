@@ -13,6 +13,20 @@ A camera exposes continuously on its own thread once ``start()`` is called. A
 frame is *saved* when, at the moment its exposure completes, the camera is
 capturing and not paused (what we assume SharpCap does); every exposure window is
 recorded, then ``FrameCaptured`` fires.
+
+Variants, for what cannot be tried on a real SharpCap here:
+
+* ``FakeCamera(paused_stops_saving=False)``: a SharpCap that goes on saving while
+  ``Paused`` is set (its ``CapturedFrameCount`` goes up), the case the hook's
+  self-check must catch;
+* ``FakeCamera(frame_count=False)``: no ``CapturedFrameCount`` member at all;
+* ``FakeSharpCap(version=...)``: any version string, or None for a SharpCap whose
+  version cannot be read;
+* ``FakeCamera(save_to=folder)`` with ``FakeSharpCap(capture_folder=folder)``: every
+  saved frame is written as an (empty) file, so the capture folder has a newest file.
+
+``GetStatus(False).CapturedFrames`` counts every frame the camera delivers, saved or
+not (public scripts use it to measure the preview frame rate).
 """
 
 from __future__ import annotations
@@ -37,6 +51,10 @@ class FakeExposure:
     start: float
     end: float
     saved: bool
+    paused: bool = False
+    """``Paused`` was set when it completed (a saved one means SharpCap ignored it)."""
+    count: int = 0
+    """``CapturedFrameCount`` after this frame."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,9 +128,20 @@ class FakeExposureControl:
         self._seconds = milliseconds / 1000.0
 
 
+class FakeValueControl:
+    def __init__(self, value: object) -> None:
+        self.Value = value
+
+
 class FakeControls:
     def __init__(self, exposure_s: float) -> None:
         self.Exposure = FakeExposureControl(exposure_s)
+        self.Binning = FakeValueControl("1")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCameraStatus:
+    CapturedFrames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +164,23 @@ class FrameEventArgs:
 
 
 class FakeCamera:
-    def __init__(self, name: str = "Fake Camera", *, exposure_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        name: str = "Fake Camera",
+        *,
+        exposure_s: float = 0.1,
+        paused_stops_saving: bool = True,
+        frame_count: bool = True,
+        save_to: Path | None = None,
+    ) -> None:
         self.DeviceName = name
         self.FrameCaptured = FakeEvent()
         self.Controls = FakeControls(exposure_s)
-        self.CapturedFrameCount = 0
+        self.paused_stops_saving = paused_stops_saving
+        self.has_frame_count = frame_count
+        self.save_to = save_to
+        self._saved_count = 0
+        self._delivered = 0
         self.broken_frames = False  # args.Frame raises in handlers
         self.exposures: list[FakeExposure] = []
         self.paused_writes: list[PausedWrite] = []
@@ -152,6 +193,16 @@ class FakeCamera:
         self.fail_flags = False  # reading Paused/Capturing raises
 
     # SharpCap's members
+    @property
+    def CapturedFrameCount(self) -> int:
+        if not self.has_frame_count:
+            raise AttributeError("'Camera' object has no attribute 'CapturedFrameCount'")
+        with self._lock:
+            return self._saved_count
+
+    def GetStatus(self, _full: bool) -> FakeCameraStatus:
+        return FakeCameraStatus(CapturedFrames=self._delivered)
+
     @property
     def Paused(self) -> bool:
         if self.fail_flags:
@@ -229,16 +280,40 @@ class FakeCamera:
             if self._stop.wait(self.Controls.Exposure.seconds):
                 return
             with self._lock:
-                saved = self._capturing and not self._paused
+                paused = self._paused
+                saved = self._capturing and not (paused and self.paused_stops_saving)
+                self._delivered += 1
                 if saved:
-                    self.CapturedFrameCount += 1
+                    self._saved_count += 1
                 exposure = FakeExposure(
-                    index=len(self.exposures) + 1, start=start, end=time.monotonic(), saved=saved
+                    index=len(self.exposures) + 1,
+                    start=start,
+                    end=time.monotonic(),
+                    saved=saved,
+                    paused=paused,
+                    count=self._saved_count,
                 )
+                if saved and self.save_to is not None:
+                    self._write(exposure)
                 self.exposures.append(exposure)
                 self._lock.notify_all()
-            args = FrameEventArgs(FakeFrame(exposure.index), broken=self.broken_frames)
-            self.FrameCaptured.fire(self, args)
+                # The count and the event change together for anyone reading the count
+                # (under this lock): which of the two SharpCap does first is not known,
+                # and the hook takes a save seen before any new frame for the last one's.
+                args = FrameEventArgs(FakeFrame(exposure.index), broken=self.broken_frames)
+                self.FrameCaptured.fire(self, args)
+
+    def _write(self, exposure: FakeExposure) -> None:
+        assert self.save_to is not None  # noqa: S101 - checked by the caller
+        try:
+            self.save_to.mkdir(parents=True, exist_ok=True)
+            (self.save_to / f"{self.DeviceName}_{exposure.count:05d}.fits").write_bytes(b"")
+        except OSError:
+            pass  # a full disk is not the fake's concern
+
+    def suspect_frames(self) -> list[FakeExposure]:
+        """Frames saved while ``Paused`` was set."""
+        return [e for e in self.frames() if e.saved and e.paused]
 
 
 class FakeButton:
@@ -278,12 +353,24 @@ class _FakeType:
         self.Assembly = _FakeAssembly(version)
 
 
+class FakeSettings:
+    def __init__(self, capture_folder: str) -> None:
+        self.CaptureFolder = capture_folder
+
+
 class FakeSharpCap:
-    def __init__(self, camera: FakeCamera | None = None, *, version: str = "4.1.0.0") -> None:
+    def __init__(
+        self,
+        camera: FakeCamera | None = None,
+        *,
+        version: str | None = "4.1.0.0",
+        capture_folder: Path | None = None,
+    ) -> None:
         self.SelectedCamera = camera
         self.CustomButtons = FakeButtonList()
         self.notifications: list[str] = []
-        self._type = _FakeType(version)
+        self._type = None if version is None else _FakeType(version)
+        self.Settings = FakeSettings(str(capture_folder) if capture_folder else "")
 
     def AddCustomButton(
         self, name: str, image: object, tooltip: str, callback: Callable[..., object]
@@ -296,6 +383,8 @@ class FakeSharpCap:
         self.notifications.append(text)
 
     def GetType(self) -> _FakeType:
+        if self._type is None:
+            raise RuntimeError("no version information")
         return self._type
 
 

@@ -78,6 +78,56 @@ _SEEING_SIGMA: Final = 0.12
 _PE_AMPLITUDE: Final = 0.25
 _PE_PERIOD_S: Final = 480.0
 
+AUTO_EXPOSURE_MS: Final = 1000
+"""What the simulated auto exposure settles on (its minimum, as in transcript h)."""
+AUTO_EXPOSURE_TEXT: Final = "Auto (min = 1000 ms, max = 5000 ms, SNR = 6.00)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Noise:
+    """The guiding noise: seeing, and a mount that now and then overshoots.
+
+    ``steady()`` is the simulator's old constant seeing (the default, which tests pace
+    themselves by). ``night()`` is a fair test of a settle rule: seeing that wanders
+    (a mean-reverting random walk of its log, so good and bad spells last minutes),
+    centroid jitter that grows as the guide exposure shortens (less time to average the
+    seeing out), a dither's recentring move that overshoots in some dithers, and the
+    occasional overshooting guide pulse or gust."""
+
+    seeing_px: float = _SEEING_SIGMA
+    """Centroid jitter per axis at a 1 s exposure, guide pixels."""
+    seeing_wander: float = 0.0
+    """Standard deviation of log(seeing) about its mean (0: seeing never changes)."""
+    seeing_period_s: float = 300.0
+    """How long a spell of good or bad seeing lasts (its random walk's time constant)."""
+    exposure_power: float = 0.0
+    """Jitter scales as (1 s / exposure) ** this (0: not with the exposure)."""
+    dither_overshoot_chance: float = 0.0
+    """Chance that a dither's recentring move overshoots."""
+    dither_overshoot: tuple[float, float] = (1.0, 1.0)
+    """How far the overshooting move goes, as a multiple of the move asked for."""
+    pulse_overshoot_chance: float = 0.0
+    """Chance per guide pulse that the mount overshoots it (backlash, a gust)."""
+    pulse_overshoot: tuple[float, float] = (1.0, 1.0)
+
+    @classmethod
+    def steady(cls) -> Noise:
+        return cls()
+
+    @classmethod
+    def night(cls) -> Noise:
+        return cls(
+            seeing_px=0.16,
+            seeing_wander=0.35,
+            seeing_period_s=300.0,
+            exposure_power=0.25,
+            dither_overshoot_chance=0.25,
+            dither_overshoot=(1.25, 1.6),
+            pulse_overshoot_chance=0.03,
+            pulse_overshoot=(1.5, 2.5),
+        )
+
+
 ALGORITHMS: Final = {"ra": "GuideAlgorithmHysteresis", "dec": "GuideAlgorithmResistSwitch"}
 DEFAULT_ALGO_PARAMS: Final = {
     "ra": {"minMove": 0.15, "hysteresis": 0.1, "aggression": 0.7},
@@ -311,6 +361,7 @@ class Phd2Model:
         time_scale: float = 1.0,
         instance: int = 1,
         host_name: str = "localhost",
+        noise: Noise | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -326,6 +377,9 @@ class Phd2Model:
         self._instance = instance
         self._host = host_name
         self.exposure_ms = exposure_ms
+        self.auto_exposure = False
+        self.noise = noise or Noise.steady()
+        self._log_seeing = 0.0
 
         self.connected = False
         self.capturing = False
@@ -786,8 +840,32 @@ class Phd2Model:
         previous = math.sin(self._pe_phase)
         self._pe_phase += 2 * math.pi * step / _PE_PERIOD_S
         self._err_ra += _PE_AMPLITUDE * (math.sin(self._pe_phase) - previous)
-        self._err_ra += self._rng.gauss(0, 0.06)
-        self._err_dec += self._rng.gauss(0.004, 0.05)
+        # The mount's own wander per frame, scaled to the time a frame takes (the old
+        # per-frame figures are those of a 1 s exposure).
+        scale = math.sqrt(step / (1.0 + DOWNLOAD_S)) if self.noise.exposure_power else 1.0
+        self._err_ra += self._rng.gauss(0, 0.06 * scale)
+        self._err_dec += self._rng.gauss(0.004 * scale * scale, 0.05 * scale)
+        noise = self.noise
+        if noise.seeing_wander > 0:
+            # Ornstein-Uhlenbeck on log(seeing): spells of good and bad seeing.
+            k = min(1.0, step / noise.seeing_period_s)
+            self._log_seeing += -k * self._log_seeing + noise.seeing_wander * math.sqrt(
+                2 * k
+            ) * self._rng.gauss(0, 1)
+
+    @property
+    def seeing_px(self) -> float:
+        """The centroid jitter per axis of a frame at the current exposure and seeing."""
+        noise = self.noise
+        sigma = noise.seeing_px * math.exp(self._log_seeing)
+        if noise.exposure_power:
+            sigma *= max(self.exposure_s, 0.01) ** -noise.exposure_power
+        return sigma
+
+    def _overshoot(self, chance: float, span: tuple[float, float]) -> float:
+        if chance > 0 and self._rng.random() < chance:
+            return self._rng.uniform(*span)
+        return 1.0
 
     def _guide_frame(self) -> FrameOutcome:
         now = self.now()
@@ -799,8 +877,9 @@ class Phd2Model:
             return FrameOutcome()
         self.locked = True
         self._last_star_seen = now
-        m_ra = self._err_ra + self._rng.gauss(0, _SEEING_SIGMA)
-        m_dec = self._err_dec + self._rng.gauss(0, _SEEING_SIGMA)
+        seeing = self.seeing_px
+        m_ra = self._err_ra + self._rng.gauss(0, seeing)
+        m_dec = self._err_dec + self._rng.gauss(0, seeing)
         self._place_star(m_ra, m_dec)
         raw = math.hypot(m_ra, m_dec)
         paused = self.pause is not Pause.NONE
@@ -818,11 +897,18 @@ class Phd2Model:
         else:
             self._ema += EMA_ALPHA * (raw - self._ema)
 
+        overshoot = 1.0
         if self._recenter:
             # PHD2 moves the whole dither distance on the first frame after a dither
             self._recenter = False
             g_ra, g_dec = m_ra, m_dec
+            overshoot = self._overshoot(
+                self.noise.dither_overshoot_chance, self.noise.dither_overshoot
+            )
         else:
+            overshoot = self._overshoot(
+                self.noise.pulse_overshoot_chance, self.noise.pulse_overshoot
+            )
             ra, dec = self._algo["ra"], self._algo["dec"]
             g_ra = ra["aggression"] * m_ra if abs(m_ra) >= ra["minMove"] else 0.0
             g_dec = dec["aggression"] * m_dec if abs(m_dec) >= dec["minMove"] else 0.0
@@ -834,18 +920,27 @@ class Phd2Model:
         dec_ms = min(round(abs(g_dec) / _DEC_RATE_PX_PER_MS), _MAX_PULSE_MS)
         ra_moved = math.copysign(ra_ms * _RA_RATE_PX_PER_MS, g_ra)
         dec_moved = math.copysign(dec_ms * _DEC_RATE_PX_PER_MS, g_dec)
-        self._err_ra -= ra_moved * self._rng.uniform(0.9, 1.05)
-        self._err_dec -= dec_moved * self._rng.uniform(0.6, 1.0)
+        self._err_ra -= ra_moved * self._rng.uniform(0.9, 1.05) * overshoot
+        self._err_dec -= dec_moved * self._rng.uniform(0.6, 1.0) * overshoot
 
-        cam_dx, cam_dy = self._camera(m_ra, m_dec)
+        r_ra, r_dec = m_ra, m_dec
+        if self.faults.never_settle and self.settling:
+            # The star stays out of range in the raw distances too (a judge of its own
+            # must not call it settled either): reported at the never-settled distance.
+            wanted = self.guide_distance()
+            raw_now = math.hypot(m_ra, m_dec)
+            if raw_now < wanted:
+                k = wanted / raw_now if raw_now > 1e-6 else 0.0
+                r_ra, r_dec = (m_ra * k, m_dec * k) if k else (wanted, 0.0)
+        cam_dx, cam_dy = self._camera(r_ra, r_dec)
         fields: list[Field] = [
             ("Frame", w.integer(self.frame)),
             ("Time", w.fixed(elapsed, 3)),
             ("Mount", w.escape(MOUNT_NAME)),
             ("dx", w.fixed(cam_dx, 3)),
             ("dy", w.fixed(cam_dy, 3)),
-            ("RADistanceRaw", w.fixed(m_ra, 3)),
-            ("DECDistanceRaw", w.fixed(m_dec, 3)),
+            ("RADistanceRaw", w.fixed(r_ra, 3)),
+            ("DECDistanceRaw", w.fixed(r_dec, 3)),
             ("RADistanceGuide", w.fixed(g_ra if ra_ms else 0.0, 3)),
             ("DECDistanceGuide", w.fixed(g_dec if dec_ms else 0.0, 3)),
         ]
@@ -1154,15 +1249,28 @@ class Phd2Model:
         value = _exact_int(_Params(params, "exposure").get("exposure"))
         if value is None:
             return Err(code=w.INVALID_PARAMS, message="expected exposure param")
-        if value <= 0:
+        if not self.set_exposure(value):
             return Err(code=1, message="could not set exposure duration")
-        self.exposure_ms = value
-        self._send(
-            "GuideParamChange", ("Name", w.escape("Exposure")), ("Value", w.escape(f"{value} ms"))
-        )
+        return Ok(result="0")
+
+    def set_exposure(self, value: int) -> bool:
+        """PHD2's exposure drop-down (``set_exposure`` and the user alike): one of the
+        listed durations, or -1 for auto exposure. False for anything else (as PHD2,
+        which keeps the exposure it had)."""
+        if value == -1:
+            self.auto_exposure = True
+            self.exposure_ms = AUTO_EXPOSURE_MS
+            text = AUTO_EXPOSURE_TEXT
+        elif value in EXPOSURE_DURATIONS_MS:
+            self.auto_exposure = False
+            self.exposure_ms = value
+            text = f"{value} ms"
+        else:
+            return False
+        self._send("GuideParamChange", ("Name", w.escape("Exposure")), ("Value", w.escape(text)))
         self._config_changed()
         self._wake()
-        return Ok(result="0")
+        return True
 
     def _rpc_set_paused(self, params: JsonValue) -> Outcome:
         p = _Params(params, "paused", "type")

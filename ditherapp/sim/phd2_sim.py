@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from ditherapp.sim.legacy_server import LegacyServer
-from ditherapp.sim.phd2_model import DitherWindow, Faults, Phd2Model, StartState
+from ditherapp.sim.phd2_model import DitherWindow, Faults, Noise, Phd2Model, StartState
 from ditherapp.sim.phd2_server import EventServer
 
-__all__ = ["DitherWindow", "Phd2Simulator", "StartState"]
+__all__ = ["DitherWindow", "Noise", "Phd2Simulator", "StartState"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Phd2Simulator:
         seed: int | None = None,
         instance: int = 1,
         host_name: str | None = None,
+        noise: Noise | None = None,
     ) -> None:
         if exposure_s <= 0:
             raise ValueError("exposure_s must be positive")
@@ -70,6 +71,7 @@ class Phd2Simulator:
         self._instance = instance
         self._host_name = host_name or socket.gethostname()
         self._rng = random.Random(seed)
+        self.noise = noise or Noise.steady()
         self._faults = Faults()
         self.dither_windows: list[DitherWindow] = []
         """Every dither accepted, RPC or legacy, in order."""
@@ -121,6 +123,7 @@ class Phd2Simulator:
             time_scale=self.time_scale,
             instance=self._instance,
             host_name=self._host_name,
+            noise=self.noise,
         )
         self._events = EventServer(self)
         self._legacy = LegacyServer(self)
@@ -147,6 +150,9 @@ class Phd2Simulator:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        if self._model is not None:
+            # PHD2 keeps its exposure in the profile: a restarted one comes back with it.
+            self._exposure_ms = self._model.exposure_ms
         runner.cancel()
         await asyncio.wait({runner})
         if not runner.cancelled() and (error := runner.exception()) is not None:

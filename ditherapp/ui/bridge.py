@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from ditherapp.core import machine as m
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.settings import DitherSettings, SettingError
+from ditherapp.core.settle_advice import GroupAdvice
 from ditherapp.net.service import (
     DitherRecorded,
     DitherRefused,
     DitherService,
+    FrameRecorded,
     Notice,
     Phd2EventSeen,
+    SelfCheckChanged,
     ServiceEvent,
     SettingChanged,
     StatusChanged,
@@ -49,6 +53,9 @@ class ServiceBridge(QObject):
     """Wall time PHD2 moved the lock position, and by how much in RA and Dec (px)."""
     ditherEnded = Signal(float, str, str)
     """Wall time the cycle ended (saving again), its outcome and message."""
+    settleJudged = Signal(str, bool, float)
+    """The dither's settle ended: the rule that ended it (phd2, calm, timeout, failed),
+    whether it settled, and its time (s)."""
     ditherRecorded = Signal(object)
     """The ledger record of a finished cycle (dict)."""
     notice = Signal(str, str, float)
@@ -57,6 +64,8 @@ class ServiceBridge(QObject):
     """A notice the user must see even from across the room."""
     commandFailed = Signal(str)
     """A command from the window could not be carried out; the text says why."""
+    diagnosticsChanged = Signal()
+    """A camera's self-check or the list of guarded/suspect frames changed."""
 
     def __init__(
         self,
@@ -89,6 +98,13 @@ class ServiceBridge(QObject):
     def settings(self) -> DitherSettings:
         return self._service.settings
 
+    def diagnostics(self) -> dict[str, Any]:
+        """Every camera's self-check and the suspect frames (the Diagnostics view)."""
+        return self._service.diagnostics()
+
+    def frame_records(self) -> list[dict[str, Any]]:
+        return self._service.frame_records()
+
     def notices(self) -> list[tuple[str, str, float]]:
         """The notices so far (the log starts with what happened before the window)."""
         return [(n.level.value, n.message, n.wall_time) for n in self._service.notices]
@@ -118,6 +134,10 @@ class ServiceBridge(QObject):
     def reconnectPhd2(self) -> None:
         self._service.reconnect()
         self.refresh_status()
+
+    def settleAdvice(self) -> list[GroupAdvice]:
+        """Settle suggestions from the ledger (empty until there are enough dithers)."""
+        return self._service.settle_advice()
 
     def setSetting(self, name: str, value: object) -> bool:
         """Change a setting for the next dither; False (and the widget put back) if the
@@ -156,15 +176,25 @@ class ServiceBridge(QObject):
                     self.alert.emit(message)
             case DitherRecorded(record=record):
                 self.ditherRecorded.emit(record)
+            case FrameRecorded() | SelfCheckChanged():
+                self.diagnosticsChanged.emit()
 
     def _follow_phase(self) -> None:
         phase = self._service.machine.phase
         if phase is self._phase:
             return
         was, self._phase = self._phase, phase
-        if was is m.Phase.IDLE:
+        if phase is m.Phase.RESUMING and was in (m.Phase.DITHERING, m.Phase.SETTLING):
+            outcome = self._service.machine.last_outcome
+            if outcome is not None and outcome.rule:
+                self._settle_began = None
+                self.settleJudged.emit(outcome.rule, outcome.ok, float(outcome.settle_s or 0.0))
+        quiet = (m.Phase.IDLE, m.Phase.GUARDING)  # no dither cycle running
+        if was in quiet and phase in quiet:
+            return
+        if was in quiet:
             self.ditherBegun.emit(self._wall())
-        elif phase is m.Phase.IDLE:
+        elif phase in quiet:
             outcome = self._service.machine.last_outcome
             kind = outcome.kind.value if outcome is not None else ""
             message = outcome.message if outcome is not None else ""

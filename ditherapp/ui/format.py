@@ -26,3 +26,12 @@ def count(value: int | None) -> str:
 
 def pixels(value: float | None, decimals: int = 2) -> str:
     return NONE if value is None else f"{value:.{decimals}f} px"
+
+
+RULE_WORDS = {
+    "phd2": "PHD2's rule",
+    "calm": "calm: guiding back to the baseline",
+    "timeout": "settle timeout",
+    "failed": "PHD2 reported a failure",
+}
+"""How the settle graph and the last-dither line name the rule that ended a settle."""

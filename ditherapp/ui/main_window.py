@@ -32,12 +32,14 @@ from PySide6.QtWidgets import (
 
 from ditherapp import __version__
 from ditherapp.ui.bridge import ServiceBridge
+from ditherapp.ui.diagnostics import DiagnosticsDialog
 from ditherapp.ui.event_log import EventLog
 from ditherapp.ui.plots import GuideGraph, SettleGraph
 from ditherapp.ui.qt_utils import app_icon, signals_blocked
 from ditherapp.ui.settings_panel import SettingsPanel
 from ditherapp.ui.settings_store import SettingsStore
 from ditherapp.ui.status_panel import CamerasView, CountersView, SettleView, StatusBanner
+from ditherapp.ui.suggestions import SuggestionsPanel
 from ditherapp.ui.theme import THEMES, State, Theme, apply_theme, set_state, theme_named
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class MainWindow(QMainWindow):
         self.bridge = bridge
         self._store = store
         self._closing = False
+        self.alert_sounds = 0
+        """Alerts that played the alert sound (``alertsound``)."""
         self.setWindowTitle("ditherapp")
         self.setWindowIcon(app_icon())
         self.setMinimumSize(960, 600)
@@ -76,8 +80,10 @@ class MainWindow(QMainWindow):
         self.guide_graph = GuideGraph(bridge)
         self.cameras = CamerasView()
         self.counters = CountersView()
+        self.suggestions = SuggestionsPanel(bridge)
         self.event_log = EventLog()
         self.problems = self._problems_bar()
+        self.diagnostics = DiagnosticsDialog(bridge, self)
 
         self.graph_split = QSplitter(Qt.Orientation.Vertical)
         self.graph_split.setObjectName("graphSplit")
@@ -101,6 +107,7 @@ class MainWindow(QMainWindow):
         right_layout.setSpacing(6)
         right_layout.addWidget(self.cameras)
         right_layout.addWidget(self.counters)
+        right_layout.addWidget(self.suggestions)
         right_layout.addWidget(log_box, 1)
 
         settings_box = QGroupBox("Settings")
@@ -213,6 +220,12 @@ class MainWindow(QMainWindow):
         reset = QAction("&Reset layout", self)
         reset.triggered.connect(self.reset_layout)
         view_menu.addAction(reset)
+        view_menu.addSeparator()
+        diagnostics = QAction("D&iagnostics...", self)
+        diagnostics.setShortcut(QKeySequence("Ctrl+I"))
+        diagnostics.setToolTip("What the SharpCap hook found when it checked SharpCap")
+        diagnostics.triggered.connect(self.show_diagnostics)
+        view_menu.addAction(diagnostics)
 
         help_menu = bar.addMenu("&Help")
         about = QAction("&About ditherapp", self)
@@ -266,6 +279,15 @@ class MainWindow(QMainWindow):
         set_state(self.alert_label, State.BAD)
         if self.tray is not None and self.tray.supportsMessages():
             self.tray.showMessage("ditherapp", message, QSystemTrayIcon.MessageIcon.Warning)
+        if self.bridge.settings.alertsound:
+            self.alert_sounds += 1
+            QApplication.beep()
+
+    def show_diagnostics(self) -> None:
+        self.diagnostics.view.refresh()
+        self.diagnostics.show()
+        self.diagnostics.raise_()
+        self.diagnostics.activateWindow()
 
     def show_refusal(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)
@@ -299,6 +321,7 @@ class MainWindow(QMainWindow):
         self.guide_graph.apply_theme(theme)
         self.event_log.apply_theme(theme)
         self.cameras.set_colours({s: QBrush(QColor(theme.colour(s))) for s in State})
+        self.diagnostics.view.set_colours({s: QBrush(QColor(theme.colour(s))) for s in State})
         self.theme_actions[theme.name].setChecked(True)
         if remember and self._store is not None:
             self._store.save_text("theme", theme.name)

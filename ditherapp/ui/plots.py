@@ -19,6 +19,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from ditherapp.ui.bridge import ServiceBridge
+from ditherapp.ui.format import RULE_WORDS
 from ditherapp.ui.theme import DARK, Theme
 
 REDRAW_MS = 500  # 2 Hz: PHD2 guides at about one frame a second; 5 Hz cost 13% of a core at 50/s
@@ -92,6 +93,9 @@ class _Settle:
     streak_start: float | None = None
     ended: bool = False
     succeeded: bool = False
+    rule: str | None = None
+    """Which rule ended it (the settle judge's), once it has ended."""
+    ended_at: float | None = None
 
 
 class SettleGraph(_Graph):
@@ -122,12 +126,21 @@ class SettleGraph(_Graph):
             label="target {value:.2f} px",
             labelOpts={"position": 0.92, "anchors": [(1, 1), (1, 1)]},
         )
+        self.end_line = pg.InfiniteLine(
+            angle=90,
+            movable=False,
+            label="",
+            labelOpts={"position": 0.85, "anchors": [(0, 0), (0, 0)]},
+        )
+        self.end_line.setVisible(False)
         self.addItem(self.box, ignoreBounds=True)
         self.addItem(self.target_line, ignoreBounds=True)
+        self.addItem(self.end_line, ignoreBounds=True)
         self.apply_theme(DARK)
         bridge.settleBegun.connect(self.begin)
         bridge.settleSample.connect(self.add_sample)
         bridge.settleEnded.connect(self.end)
+        bridge.settleJudged.connect(self.judged)
         bridge.settingChanged.connect(self._setting_changed)
 
     def apply_theme(self, theme: Theme) -> None:
@@ -140,6 +153,8 @@ class SettleGraph(_Graph):
         self.box.setPen(_pen(theme.target, 1, alpha=180, style=Qt.PenStyle.DotLine))
         self.target_line.setPen(_pen(theme.target, 1.5, style=Qt.PenStyle.DashLine))
         self.target_line.label.setColor(QColor(theme.target))
+        self.end_line.setPen(_pen(theme.plot_fg, 1, alpha=160, style=Qt.PenStyle.DotLine))
+        self.end_line.label.setColor(QColor(theme.plot_fg))
         self._title()
         self.mark_dirty()
 
@@ -176,13 +191,24 @@ class SettleGraph(_Graph):
 
     def add_sample(self, seconds: float, distance: float, in_range: float) -> None:
         settle = self.current
-        if settle is None:
-            return
+        if settle is None or settle.ended:
+            return  # (PHD2 may go on settling after a calm settle ended ours)
         if len(settle.xs) >= MAX_SETTLE_SAMPLES:
             del settle.xs[0], settle.ys[0]
         settle.xs.append(seconds)
         settle.ys.append(distance)
         settle.streak_start = seconds - in_range if in_range > 0 else None
+        self.mark_dirty()
+
+    def judged(self, rule: str, succeeded: bool, settle_s: float) -> None:
+        """Our settle judge ended the settle by ``rule`` after ``settle_s``."""
+        settle = self.current
+        if settle is None:
+            return
+        settle.ended = True
+        settle.succeeded = succeeded
+        settle.rule = rule
+        settle.ended_at = settle_s
         self.mark_dirty()
 
     def end(self, succeeded: bool, error: str) -> None:
@@ -209,13 +235,23 @@ class SettleGraph(_Graph):
         self.target_line.setValue(self._target)
         if (self._target, self._need) != self._titled:
             self._title()
-        if settle is not None and settle.streak_start is not None:
+        if settle is not None and settle.rule is not None and settle.ended_at is not None:
+            words = RULE_WORDS.get(settle.rule, settle.rule)
+            verb = "settled" if settle.succeeded else "ended"
+            self.end_line.setValue(settle.ended_at)
+            self.end_line.label.setText(f"{verb}: {words}, {settle.ended_at:.1f} s")
+            self.end_line.setVisible(True)
+        else:
+            self.end_line.setVisible(False)
+        if settle is not None and settle.streak_start is not None and not settle.ended:
             self.box.setRect(QRectF(settle.streak_start, 0.0, settle.need, settle.target))
             self.box.setVisible(True)
         else:
             self.box.setVisible(False)
         shown = [settle, *self.past] if settle is not None else list(self.past)
         x_max = max([self._need * 1.5, 5.0] + [s.xs[-1] for s in shown if s.xs])
+        if settle is not None and settle.ended_at is not None:
+            x_max = max(x_max, settle.ended_at * 1.25)
         if settle is not None and settle.streak_start is not None:
             x_max = max(x_max, settle.streak_start + settle.need)
         y_max = max([self._target * 2.0] + [max(s.ys) for s in shown if s.ys])

@@ -178,6 +178,7 @@ class SettingsPanel(QScrollArea):
         column.setSpacing(8)
         forms = {
             "dither": self._group(column, "Dither", "Applies to the next dither."),
+            "guard": self._group(column, "Frame guard and alerts"),
             "phd2": self._group(column, "PHD2"),
             "restart": self._group(column, "Control socket", RESTART_NOTE),
         }
@@ -187,6 +188,8 @@ class SettingsPanel(QScrollArea):
                 form = forms["restart"]
             elif spec.group is Group.DITHER:
                 form = forms["dither"]
+            elif spec.group is Group.GUARD:
+                form = forms["guard"]
             else:
                 form = forms["phd2"]
             binding = Binding(spec, self._commit)

@@ -38,6 +38,7 @@ PHASE_TEXT = {
     "dithering": ("DITHERING", "PHD2 is moving the lock position"),
     "settling": ("SETTLING", "waiting for guiding to settle"),
     "resuming": ("RESUMING", "cameras starting to save again"),
+    "guarding": ("GUARDING", "guiding is bad, saving paused"),
 }
 
 PHD2_STATE_TEXT = {
@@ -149,10 +150,23 @@ class StatusBanner(QFrame):
         if phase != "idle" and isinstance(elapsed, int | float):
             title = f"{title} {round(elapsed)} s"
         state = State.OK if phase == "idle" else State.BUSY
+        guard = snap.get("guard") or {}
+        if phase == "guarding":
+            # The frame guard's own words and colour: not a green IDLE.
+            state = State.GUARD
+            title = "GUARDING"
+            detail = f"{guard.get('condition') or 'guiding is bad'}, saving paused"
+            held = guard.get("holding_s")
+            if isinstance(held, int | float):
+                detail += f" · {fmt.duration(held)} of at most {fmt.duration(guard.get('max_s'))}"
         if phase == "idle":
             detail = self._idle_detail(snap, detail)
             last = snap.get("last_outcome") or {}
-            if last.get("outcome") in BAD_OUTCOMES or _waiting_to_retry(snap):
+            if (
+                last.get("outcome") in BAD_OUTCOMES
+                or _waiting_to_retry(snap)
+                or guard.get("let_go")
+            ):
                 state = State.WARN
         if not snap.get("enabled", True) and phase == "idle":
             state = State.OFF
@@ -162,10 +176,15 @@ class StatusBanner(QFrame):
         if snap.get("enabled", True) != self._enabled:
             self.show_enabled(bool(snap.get("enabled", True)))
         self._show_phd2(snap.get("phd2") or {})
+        if phase == "guarding" and (snap.get("phd2") or {}).get("connected"):
+            set_state(self, State.GUARD)
         self.dither_button.setEnabled(phase == "idle")
 
     @staticmethod
     def _idle_detail(snap: Snapshot, detail: str) -> str:
+        guard = snap.get("guard") or {}
+        if guard.get("let_go"):
+            return f"frame guard let go, saving anyway: {guard.get('condition')}"
         last = snap.get("last_outcome") or {}
         if last.get("outcome") in BAD_OUTCOMES:
             return f"last dither {last['outcome'].replace('_', ' ')}: {last.get('message', '')}"
@@ -207,6 +226,25 @@ class StatusBanner(QFrame):
         set_state(self, State.BAD if state is State.BAD else None)
 
 
+FIRST_FRAME_WARN = 1.2
+"""A first saved frame guided this much worse than the baseline is shown as a warning."""
+
+
+def cost_text(record: Mapping[str, Any]) -> str:
+    """ "14.2 s of imaging lost; first frame 0.31 px RMS (baseline 0.28 px)"."""
+    parts = []
+    lost = record.get("lost_imaging_s")
+    if isinstance(lost, int | float):
+        parts.append(f"{fmt.duration(lost)} of imaging lost")
+    first, base = record.get("first_frame_rms"), record.get("baseline_rms")
+    if isinstance(first, int | float):
+        frame = f"first frame {first:.2f} px RMS"
+        if isinstance(base, int | float):
+            frame += f" (baseline {base:.2f} px)"
+        parts.append(frame)
+    return "; ".join(parts) or fmt.NONE
+
+
 class SettleView(QGroupBox):
     """The settle in progress: time in range against the settle time, the distance
     against the target, and the time left before the settle times out."""
@@ -220,6 +258,12 @@ class SettleView(QGroupBox):
         self.timeout = QProgressBar()
         self.timeout.setTextVisible(True)
         self.last = _label(fmt.NONE)
+        self.cost = _label(fmt.NONE)
+        self.cost.setToolTip(
+            "Imaging time lost: from the end of the frame that triggered the dither to the "
+            "start of the next saved frame. Guiding: the RMS distance from the lock position "
+            "during that first saved frame, against the minute before the dither."
+        )
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 4, 8, 6)
         grid.setHorizontalSpacing(10)
@@ -233,6 +277,8 @@ class SettleView(QGroupBox):
         grid.addWidget(self.timeout, 2, 1, 1, 3)
         grid.addWidget(_label("Last dither", "caption"), 3, 0)
         grid.addWidget(self.last, 3, 1, 1, 3)
+        grid.addWidget(_label("It cost", "caption"), 4, 0)
+        grid.addWidget(self.cost, 4, 1, 1, 3)
         grid.setColumnStretch(3, 1)
         self._idle()
 
@@ -252,11 +298,23 @@ class SettleView(QGroupBox):
         text = outcome
         if isinstance(settle_s, int | float):
             text += f" in {fmt.duration(settle_s)}"
+        rule = record.get("settle_rule")
+        if rule in fmt.RULE_WORDS:
+            text += f" ({fmt.RULE_WORDS[rule]})"
         lost = record.get("lost_s")
         if isinstance(lost, int | float):
             text += f", saving paused {fmt.duration(lost)}"
         self.last.setText(text)
         set_state(self.last, State.WARN if record.get("outcome") in BAD_OUTCOMES else None)
+        self.cost.setText(cost_text(record))
+        first, base = record.get("first_frame_rms"), record.get("baseline_rms")
+        worse = (
+            isinstance(first, int | float)
+            and isinstance(base, int | float)
+            and base > 0
+            and first > FIRST_FRAME_WARN * base
+        )
+        set_state(self.cost, State.WARN if worse else None)
 
     def show_status(self, snap: Snapshot) -> None:
         settle = snap.get("settle")
@@ -362,6 +420,8 @@ class CamerasView(QGroupBox):
 def camera_state(cam: Mapping[str, Any]) -> tuple[str, State]:
     if not cam.get("connected"):
         return "disconnected", State.BAD
+    if cam.get("paused") and cam.get("guarded"):
+        return "paused (guard)", State.GUARD
     if cam.get("paused"):
         by = str(cam.get("paused_by") or "app")
         text = {"app": "paused (dither)", "user": "paused (by you)"}.get(by, f"paused ({by})")
@@ -383,6 +443,13 @@ class CountersView(QGroupBox):
         self.skipped = _label(fmt.NONE)
         self.mean_settle = _label(fmt.NONE)
         self.lost = _label(fmt.NONE)
+        self.guarded = _label(fmt.NONE)
+        self.suspect = _label(fmt.NONE)
+        self.lost_each = _label(fmt.NONE)
+        self.lost_each.setToolTip(
+            "Mean imaging time a dither cost: from the end of the frame that triggered it to "
+            "the start of the next saved frame."
+        )
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 4, 8, 6)
         grid.setHorizontalSpacing(10)
@@ -393,6 +460,8 @@ class CountersView(QGroupBox):
             ("Frames saved", self.saved, "Dithers", self.dithers),
             ("Failures", self.failures, "Skipped", self.skipped),
             ("Mean settle", self.mean_settle, "Time lost", self.lost),
+            ("Guarded", self.guarded, "Suspect", self.suspect),
+            ("Lost per dither", self.lost_each, "", QLabel("")),
         )
         for r, (a, wa, b, wb) in enumerate(rows, start=1):
             grid.addWidget(_label(a, "caption"), r, 0)
@@ -403,6 +472,14 @@ class CountersView(QGroupBox):
         grid.setColumnStretch(3, 1)
         self.lost.setToolTip("Imaging time lost to dithering: how long saving was paused.")
         self.skipped.setToolTip("Dithers that were due but not started (PHD2 not guiding, ...).")
+        self.guarded.setToolTip(
+            "Frames that saw bad guiding: held back by the frame guard, and (after the slash) "
+            "saved anyway. Each is in the ledger (ditherctl frames)."
+        )
+        self.suspect.setToolTip(
+            "Frames SharpCap may have saved while saving was paused (ditherctl frames "
+            "--suspect): see the Diagnostics view."
+        )
 
     def show_status(self, snap: Snapshot, every: int) -> None:
         cameras = [c for c in snap.get("cameras", []) if c.get("connected")]
@@ -420,3 +497,13 @@ class CountersView(QGroupBox):
         self.skipped.setText(fmt.count(snap.get("skipped")))
         self.mean_settle.setText(fmt.duration(snap.get("mean_settle_s")))
         self.lost.setText(fmt.duration(snap.get("lost_s")))
+        guard = snap.get("guard") or {}
+        held, saved = int(guard.get("guarded_frames") or 0), int(guard.get("unguarded_saved") or 0)
+        self.guarded.setText(
+            f"{fmt.count(held)} / {fmt.count(saved)}" if saved else fmt.count(held)
+        )
+        set_state(self.guarded, State.GUARD if held else (State.WARN if saved else None))
+        suspect = int(guard.get("suspect_frames") or 0)
+        self.suspect.setText(fmt.count(suspect))
+        set_state(self.suspect, State.BAD if suspect else None)
+        self.lost_each.setText(fmt.duration(snap.get("mean_lost_imaging_s")))

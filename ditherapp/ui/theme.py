@@ -23,6 +23,8 @@ class State(StrEnum):
     WARN = "warn"
     BAD = "bad"
     OFF = "off"
+    GUARD = "guard"
+    """The frame guard holds saving: not an error of ours, not a normal state either."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +60,10 @@ class Theme:
     flat_controls: bool = False
     """Draw controls with Qt's plain style, from the palette alone: Fusion's bevels add
     grey and white highlights, which night vision cannot have."""
+    guard: str = "#d98cff"
+    """GUARDING: a colour of its own, unlike saving (ok) or a dither (busy)."""
+    guard_fill: str = "#34173f"
+    """Background of the banner while the frame guard holds saving."""
 
     def colour(self, state: State) -> str:
         return {
@@ -66,6 +72,7 @@ class Theme:
             State.WARN: self.warn,
             State.BAD: self.bad,
             State.OFF: self.dim,
+            State.GUARD: self.guard,
         }[state]
 
 
@@ -124,6 +131,8 @@ RED = Theme(
     paused_fill=(120, 15, 8, 45),
     marker="#a8261a",
     flat_controls=True,
+    guard="#ff5a3c",
+    guard_fill="#260200",
 )
 
 THEMES: dict[str, Theme] = {DARK.name: DARK, RED.name: RED}
@@ -174,6 +183,7 @@ def style_sheet(theme: Theme) -> str:
     return f"""
 {states}
 QLabel[state="bad"] {{ font-weight: bold; }}
+QLabel[state="guard"] {{ font-weight: bold; font-style: italic; }}
 QLabel#phaseLabel {{ font-size: 24pt; font-weight: bold; }}
 QLabel#phd2Label {{ font-size: 16pt; font-weight: bold; }}
 QLabel#enabledLabel {{ font-size: 13pt; font-weight: bold; }}
@@ -181,6 +191,7 @@ QLabel#bigValue {{ font-size: 15pt; font-weight: bold; }}
 QLabel#caption, QLabel#detail {{ color: {t.dim}; }}
 QFrame#banner {{ background: {t.panel}; border-bottom: 1px solid {t.border}; }}
 QFrame#banner[state="bad"] {{ background: {t.bad_fill}; }}
+QFrame#banner[state="guard"] {{ background: {t.guard_fill}; }}
 QFrame#problems {{ background: {t.bad_fill}; border: 1px solid {t.bad}; }}
 QFrame#problems QLabel {{ color: {t.text}; }}
 QPushButton {{

@@ -294,3 +294,26 @@ def test_a_lone_surrogate_cannot_break_encoding():
 
     data = encode({"type": "welcome", "camera": "cam\ud800"})
     assert json.loads(data)["camera"] == "cam\ud800"
+
+
+@pytest.mark.parametrize("end", [b"", b"\n"], ids=["client.py", "with-newline"])
+def test_a_legacy_request_with_bytes_that_are_not_utf8_is_still_a_legacy_request(end):
+    # client.py waits for its one reply line: a JSON error after the 10 s first-message
+    # timeout is not an answer it can print.
+    (out,) = ControlDecoder().feed(b'{"op":"get","cmd":"dither\xff\xfeevery"}' + end)
+    assert isinstance(out, LegacyRequest)
+    assert out.op == "get"
+    assert out.cmd.startswith("dither")
+
+
+def test_a_modern_line_that_is_not_utf8_is_a_bad_request():
+    (out,) = ControlDecoder().feed(b'{"type":"get","name":"\xff"}\n')
+    assert out == Fault(code="bad_request", message="the line is not UTF-8")
+
+
+def test_the_decoder_tells_how_much_of_an_unfinished_line_it_holds():
+    dec = ControlDecoder()
+    dec.feed(b'{"type":"pi')
+    assert dec.pending == len(b'{"type":"pi')
+    dec.feed(b'ng"}\n')
+    assert dec.pending == 0

@@ -46,7 +46,7 @@ def end_of_cycle(rig, *, within_s: float = 1000.0) -> None:
     rig.run_until_idle(limit_s=within_s)
     assert rig.phase is m.Phase.IDLE
     assert rig.left_paused() == []
-    assert rig.timer is None
+    assert rig.timer is None or rig.machine.cost is not None, "no timer but the cost's"
 
 
 def kinds(actions) -> list[str]:
@@ -244,7 +244,9 @@ SKIPS = [
 def test_a_due_dither_is_skipped_with_the_reason_and_retried_at_the_next_frame(
     make, pick, notes, guider, reason
 ):
-    rig = make(ditherevery=2, guider=None)
+    # With the frame guard off: with it on, bad guiding holds saving instead
+    # (tests/core/test_frame_guard_machine.py).
+    rig = make(ditherevery=2, guider=None, guard=False)
     rig.feed(guider)
     rig.frame("cam-1")
     actions = rig.frame("cam-1")
@@ -587,7 +589,7 @@ def test_a_refused_dither_does_not_reset_the_counters_and_is_retried(make, pick)
 def test_a_cycle_called_off_by_a_lost_link_is_tried_again_as_soon_as_phd2_is_back(rig_class, pick):
     """No 30 s back-off for a link that dropped while the cameras paused: PHD2 did not
     refuse anything, and nothing starts while it is away anyway."""
-    rig = rig_class.with_settings(ditherevery=1, waitfornextframe=False)
+    rig = rig_class.with_settings(ditherevery=1, waitfornextframe=False, guard=False)
     rig.guider()
     rig.connect("cam-1", name="Main")
     rig.connect("cam-2", name="Slow", acks=False, capturing=False)  # keeps it pausing
@@ -621,10 +623,10 @@ def test_a_camera_lost_mid_dither_is_no_longer_waited_for(make, pick, notes, sta
     assert [r.camera for r in pick(m.SendResume, actions)] == ["cam-1"]
     rig.advance(rig.now + 10)
     assert rig.phase is m.Phase.IDLE
-    (entry,) = rig.records()
+    assert rig.left_paused() == []
+    entry = rig.records()[0]  # (its cost is the next saved frame, which starts a dither)
     side = next(c for c in entry.cameras if c.name == "Side")
     assert side.paused_s == 3.0
-    assert rig.left_paused() == []
 
 
 def test_a_camera_lost_while_the_others_confirmed_lets_the_dither_start(rig_class, pick):
@@ -742,7 +744,7 @@ def test_dither_now_is_refused_while_a_cycle_runs(make, pick, notes, stage):
 
 @pytest.mark.parametrize(("guider", "reason"), SKIPS)
 def test_dither_now_is_refused_when_phd2_cannot_dither(make, pick, notes, guider, reason):
-    rig = make(guider=None)
+    rig = make(guider=None, guard=False)
     rig.feed(guider)
     actions = rig.feed(m.DitherNow())
     assert notes(actions) == [f"cannot dither now: {reason}"]
@@ -1010,8 +1012,9 @@ def test_random_interleavings_never_raise_and_never_leave_a_camera_paused(rig_cl
         actions = rig.feed(event)
         note_commands(actions, last_command)
 
-    # However it got here, the cycle ends by its own timers, with every camera resumed.
-    for _ in range(4):
+    # However it got here, the cycle ends by its own timers, with every camera resumed
+    # (a frame guard holding saving lets go by itself after guardmax).
+    for _ in range(40):
         if rig.phase is m.Phase.IDLE:
             break
         assert rig.timer is not None
@@ -1038,7 +1041,7 @@ def test_a_skip_is_announced_again_after_phd2_was_fine_in_between():
     from ditherapp.core.phd2.appstate import Phd2State
     from ditherapp.core.settings import DitherSettings
 
-    machine = m.DitherMachine(DitherSettings(ditherevery=1))
+    machine = m.DitherMachine(DitherSettings(ditherevery=1, guard=False))
     machine.handle(m.CameraHello(camera="cam-1", name="Main"), 0.0)
     _guiding(machine, state=Phd2State.LOOPING)
 

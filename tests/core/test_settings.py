@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import given
@@ -236,3 +237,48 @@ def test_a_host_no_socket_can_use_is_refused_at_once(raw):
     """Not at connect time, as a traceback in the log at every retry all night."""
     with pytest.raises(SettingError, match=r"phd2host: .* is not a"):
         DitherSettings().with_value("phd2host", raw)
+
+
+# ------------------------------------------------------------------ round 2 fixes
+
+
+@pytest.mark.parametrize("raw", [-0.0, "-0.0", "-0", "  -0.000 "])
+def test_minus_zero_is_stored_as_zero(raw):
+    value = DitherSettings().with_value("maxpixels", raw).maxpixels
+    assert value == 0.0
+    assert math.copysign(1.0, value) == 1.0, "shown and sent as 0, not -0"
+
+
+def test_a_settle_time_longer_than_the_settle_timeout_is_refused_and_explained():
+    with pytest.raises(SettingError) as caught:
+        DitherSettings(settlemax=1).with_value("settledelay", 600)
+    message = str(caught.value)
+    assert "settle time of 600 s can never be met within a settle timeout of 1 s" in message
+    assert "Raise settlemax to at least 600 s first" in message
+    with pytest.raises(SettingError):
+        DitherSettings(settledelay=30).with_value("settlemax", 10)
+
+
+def test_a_settle_time_equal_to_the_timeout_is_allowed():
+    assert DitherSettings(settlemax=20).with_value("settledelay", 20).settledelay == 20
+
+
+def test_several_values_are_checked_together_whatever_their_order():
+    both = DitherSettings().with_values({"settledelay": 120, "settlemax": 300})
+    assert (both.settledelay, both.settlemax) == (120, 300)
+
+
+def test_an_impossible_pair_in_the_settings_file_falls_back_to_the_defaults_with_a_warning():
+    settings, problems = DitherSettings.from_mapping({"settledelay": "600", "settlemax": "1"})
+    assert (settings.settledelay, settings.settlemax) == (10, 60)
+    assert len(problems) == 1
+    assert "can never be met" in problems[0]
+    assert "using the defaults for both" in problems[0]
+
+
+def test_the_settings_that_decide_who_may_connect_are_not_for_the_control_socket():
+    # ... nor the one that decides where ditherapp sends data (the alert webhook)
+    locked = {spec.name for spec in SPECS if not spec.remote}
+    assert locked == {"controlhost", "controlport", "controltoken", "alerturl"}
+    for name in locked:
+        assert "control socket" in SPEC_BY_NAME[name].help

@@ -148,8 +148,12 @@ async def run_cycle(tmp_path: Path, backend: str) -> None:
         assert min(counts) == DITHER_EVERY, counts
     ledger = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines()]
     assert len(ledger) >= WANTED_DITHERS - 1
-    assert all(r["outcome"] == "settled" for r in ledger)
-    assert all(len(r["cameras"]) == 2 for r in ledger)
+    # The app stops while the cameras' last dither may still run: that one ends "lost"
+    # (PHD2's link is closed under it) and its line is still written. Every other settled.
+    *done, last = ledger
+    assert [r["outcome"] for r in done if r["outcome"] != "settled"] == []
+    assert last["outcome"] in ("settled", "lost")
+    assert [r for r in ledger if len(r["cameras"]) != 2] == []
 
 
 @pytest.mark.timeout(180)

@@ -47,9 +47,12 @@ FAST_SETTINGS: dict[str, object] = {
     "settletarget": 1.5,
     "maxpixels": 1,
     "waitfornextframe": True,
+    "guard": False,
 }
 """Short cycles: a dither every second frame that settles after one simulated second
-in range (0.1 s of wall time at the default simulator speed)."""
+in range (0.1 s of wall time at the default simulator speed). The frame guard is off:
+these tests are about the dither cycle's own fail-open; with the guard on, a PHD2 that
+goes away holds saving instead (test_phd2_faults.py has that case too)."""
 
 
 def free_port() -> int:
@@ -385,7 +388,9 @@ async def make_world(tmp_path: Path) -> AsyncIterator[MakeWorld]:
         time_scale: float = 10.0,
         proxy: bool = False,
         seed: int = 7,
+        settings_file: Path | None = None,
     ) -> World:
+        """``settings_file``: save changes there as the app does (QSettings, off the loop)."""
         sim = Phd2Simulator(
             event_port=0, legacy_port=None, time_scale=time_scale, start="guiding", seed=seed
         )
@@ -397,13 +402,17 @@ async def make_world(tmp_path: Path) -> AsyncIterator[MakeWorld]:
             await relay.start()
             phd2_port = relay.port
         values = {**FAST_SETTINGS, "controlport": free_port(), **(settings or {})}
-        dither_settings = DitherSettings()
-        for name, value in values.items():
-            dither_settings = dither_settings.with_value(name, value)
+        dither_settings = DitherSettings().with_values(values)
         ledger = tmp_path / f"ledger-{len(worlds)}.jsonl"
+        save = None
+        if settings_file is not None:
+            from ditherapp.ui.settings_store import SettingsStore
+
+            save = SettingsStore(settings_file).save_changes
         runtime = Runtime(
             dither_settings,
-            RuntimeOptions(phd2_port=phd2_port, ledger_path=ledger),
+            RuntimeOptions(phd2_port=phd2_port, ledger_path=ledger, phd2_time_scale=time_scale),
+            save_settings=save,
         )
         await runtime.__aenter__()
         assert runtime.service is not None

@@ -69,14 +69,17 @@ async def test_a_thousand_clients_at_once_are_capped_and_the_app_stays_responsiv
         assert (await controller.call({"type": "status"}))["type"] == "status"
         answered += 1
         assert not [t for t in storm if t.done()], "a storm client failed"
+        assert world.runtime.control.clients <= MAX_CLIENTS
         await wait_until(lambda: True)
     assert answered >= 1
     release.set()
     await asyncio.gather(*storm)
+    # The camera and the busy controller kept their slots; the first storm clients took
+    # the other 62, and those quiet for a while since gave theirs to later ones.
     kinds = [a["type"] for a in answers]
-    assert kinds.count("status") == MAX_CLIENTS - 2  # the camera and the controller hold two
+    assert kinds.count("status") >= MAX_CLIENTS - 2
     busy = [a for a in answers if a["type"] == "error"]
-    assert len(busy) == 1000 - (MAX_CLIENTS - 2)
+    assert len(busy) == 1000 - kinds.count("status")
     assert {(a["code"], a["message"]) for a in busy} == {("busy", "too many clients")}
 
     # The slots come back, the camera never noticed, dithering went on.

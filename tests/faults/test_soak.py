@@ -20,6 +20,11 @@ The app's own real-time waits that only fault recovery spends (the reconnect del
 request time limit, the settle deadline's margin, the back-off after a refused dither)
 are compressed like the simulator's time; the logic that uses them is unchanged.
 
+A second, shorter night adds the round 2 attacks, all at once and all night: clients
+flooding ``set``, clients dripping a byte at a time (slowloris), and a PHD2 that hangs
+with its socket open now and then (the watchdog must call the link dead and the app
+fail open); every frame must still be accounted for.
+
 A different night: DITHERAPP_SOAK_SEED=N (and DITHERAPP_SOAK_CYCLES=N for a longer one).
 If dithers stop coming, the failure says what the machine, PHD2 and the agents were in.
 """
@@ -40,7 +45,8 @@ import pytest
 
 from ditherapp.core import machine
 from ditherapp.core.machine import Phase
-from ditherapp.net import guider, phd2_client
+from ditherapp.core.phd2 import watchdog
+from ditherapp.net import control_server, guider, phd2_client
 from ditherapp.net.backoff import Backoff
 from ditherapp.net.service import DitherRecorded
 from ditherapp.sim.phd2_model import Pause
@@ -50,6 +56,13 @@ STALL_S = 20.0
 """The longest a healthy night goes without a dither here (the worst fault costs the
 settle timeout, 5 s, plus our compressed margin)."""
 CYCLES = int(os.environ.get("DITHERAPP_SOAK_CYCLES", "2000"))
+ATTACKED_CYCLES = max(1, CYCLES // 4)
+HUNG_S = 3.0
+"""How long a hung PHD2 stays frozen: well beyond the compressed watchdog floor."""
+WATCHDOG_FLOOR_S = 1.0
+"""The watchdog's silence floor here (10 s in life); guide frames come every 5 ms."""
+HUNG_AT = (40, 200)
+"""Cycles at which PHD2 hangs whatever the draw says (besides the random hangs)."""
 SEED = int(os.environ.get("DITHERAPP_SOAK_SEED", "20261121"))
 
 SOAK_SETTINGS = {
@@ -78,8 +91,8 @@ FAULTS = [
     ("phd2_dropped", 4, Phase.SETTLING),
     ("phd2_killed", 4, Phase.SETTLING),
 ]
-NO_FAULT_WEIGHT = 1000 - sum(w for _, w, _ in FAULTS)
-FAIL_OPEN = {"phd2_dropped", "phd2_killed", "camera_killed", "camera_killed_early"}
+ATTACK_FAULTS = [*FAULTS, ("phd2_hung", 3, Phase.SETTLING)]
+FAIL_OPEN = {"phd2_dropped", "phd2_killed", "phd2_hung", "camera_killed", "camera_killed_early"}
 """Faults after which a frame saved while PHD2 still settles is the designed price."""
 
 GARBAGE = [
@@ -105,6 +118,9 @@ class Chaos:
     kills: Counter = field(default_factory=Counter)
     running: bool = True
     recent: list = field(default_factory=list)
+    faults: list = field(default_factory=lambda: FAULTS)
+    forced: dict = field(default_factory=dict)
+    """cycle number -> fault, whatever the draw."""
 
     def on_event(self, event) -> None:
         machine = self.world.service.machine
@@ -115,7 +131,9 @@ class Chaos:
         if cycle is None or not self.running:
             return
         if self.planned is None or self.planned[0] != cycle.number:
-            self.planned = (cycle.number, *self._draw())
+            forced = self.forced.get(cycle.number)
+            draw = (forced, Phase.SETTLING) if forced else self._draw()
+            self.planned = (cycle.number, *draw)
         number, fault, phase = self.planned
         if fault and machine.phase is phase:
             self.planned = (number, "", phase)
@@ -123,10 +141,11 @@ class Chaos:
 
     def _draw(self) -> tuple[str, Phase]:
         pick = self.rng.randrange(1000)
-        if pick < NO_FAULT_WEIGHT:
+        no_fault = 1000 - sum(w for _, w, _ in self.faults)
+        if pick < no_fault:
             return "", Phase.IDLE
-        pick -= NO_FAULT_WEIGHT
-        for name, weight, phase in FAULTS:
+        pick -= no_fault
+        for name, weight, phase in self.faults:
             if pick < weight:
                 return name, phase
             pick -= weight
@@ -156,6 +175,9 @@ class Chaos:
             case "brief_stall":
                 sim.stall = True
                 asyncio.get_running_loop().call_later(0.02, setattr, sim, "stall", False)
+            case "phd2_hung":  # frozen with its socket open, for seconds
+                sim.stall = True
+                asyncio.get_running_loop().call_later(HUNG_S, setattr, sim, "stall", False)
             case "garbage":
                 for line in self.rng.sample(GARBAGE, 3):
                     world.proxy.inject(line + b"\r\n")
@@ -226,12 +248,13 @@ def state(world, chaos: Chaos) -> str:
     )
 
 
-async def run_until_done(world, chaos: Chaos, poller: asyncio.Task) -> None:
-    """Until CYCLES dithers are recorded; fail, saying why, if they stop coming."""
+async def run_until_done(world, chaos: Chaos, watched: list[asyncio.Task], cycles: int) -> None:
+    """Until ``cycles`` dithers are recorded; fail, saying why, if they stop coming."""
     count, changed = 0, time.monotonic()
-    while len(world.tap.records) < CYCLES:
+    while len(world.tap.records) < cycles:
         await asyncio.sleep(0.05)
-        assert not poller.done(), poller.exception()
+        for task in watched:
+            assert not task.done(), task.exception()
         if len(world.tap.records) != count:
             count, changed = len(world.tap.records), time.monotonic()
         elif time.monotonic() - changed > STALL_S:
@@ -255,6 +278,137 @@ async def test_a_night_of_dithers_with_random_faults(
     compress_the_apps_waits(monkeypatch)
     world = await make_world(settings=SOAK_SETTINGS, time_scale=SCALE, proxy=True, seed=SEED)
     chaos = Chaos(world=world, rng=random.Random(SEED))
+    await night(world, chaos, cycles=CYCLES, wait_until=wait_until, error_trap=error_trap)
+
+
+@pytest.mark.timeout(300)
+async def test_a_night_under_a_set_flood_a_slowloris_and_a_hanging_phd2(
+    make_world, wait_until, error_trap, monkeypatch, tmp_path
+):
+    compress_the_apps_waits(monkeypatch)
+    monkeypatch.setattr(watchdog, "SILENCE_FLOOR_S", WATCHDOG_FLOOR_S)
+    monkeypatch.setattr(control_server, "LINE_TIMEOUT_S", 1.0)
+    settings_file = tmp_path / "settings.ini"
+    world = await make_world(
+        settings=SOAK_SETTINGS,
+        time_scale=SCALE,
+        proxy=True,
+        seed=SEED,
+        settings_file=settings_file,
+    )
+    chaos = Chaos(
+        world=world,
+        rng=random.Random(SEED),
+        faults=ATTACK_FAULTS,
+        forced=dict.fromkeys(HUNG_AT, "phd2_hung"),
+    )
+    links = []
+    world.service.guider.add_link_listener(links.append)
+    attack = Attack(world.control_port)
+    attackers = attack.start()
+    try:
+        await night(
+            world,
+            chaos,
+            cycles=ATTACKED_CYCLES,
+            wait_until=wait_until,
+            error_trap=error_trap,
+            attackers=attackers,
+        )
+    finally:
+        await attack.stop()
+    print(
+        f"attacks: {attack.sets} sets answered, {attack.slowloris_dropped} slowloris dropped, "
+        f"{chaos.injected['phd2_hung']} PHD2 hangs"
+    )
+    assert attack.sets >= 1000
+    assert attack.slowloris_dropped >= SLOWLORIS
+    assert chaos.injected["phd2_hung"] >= len(HUNG_AT)
+    assert any("PHD2 stopped answering" in s.last_error for s in links if not s.connected)
+    # The flood's last value is on disk, in a whole file.
+    from ditherapp.ui.settings_store import SettingsStore
+
+    await world.runtime.stop()
+    settings, problems = SettingsStore(settings_file).load()
+    assert problems == []
+    assert settings.primarycamera == attack.last_value
+
+
+FLOODERS = 3
+FLOOD_BURST = 200
+SLOWLORIS = 4
+
+
+class Attack:
+    """Clients that flood ``set`` in pipelined bursts, and clients that drip a byte
+    every 50 ms (each dropped by the line timeout, and back at once), all night."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sets = 0
+        self.slowloris_dropped = 0
+        self.last_value = ""
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> list[asyncio.Task]:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._flood(n)) for n in range(FLOODERS)]
+        self._tasks += [loop.create_task(self._slowloris()) for _ in range(SLOWLORIS)]
+        return list(self._tasks)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        failed = [r for r in results if not isinstance(r, asyncio.CancelledError | type(None))]
+        assert not failed, failed
+
+    async def _flood(self, number: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            burst = 0
+            while True:
+                burst += 1
+                values = [f"flood {number}.{burst}.{i}" for i in range(FLOOD_BURST)]
+                writer.write(
+                    b"".join(
+                        json.dumps({"type": "set", "name": "primarycamera", "value": v}).encode()
+                        + b"\n"
+                        for v in values
+                    )
+                )
+                for value in values:
+                    async with asyncio.timeout(5):
+                        reply = json.loads(await reader.readline())
+                    assert reply == {"type": "value", "name": "primarycamera", "value": value}
+                    self.sets += 1
+                    self.last_value = value
+                await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+
+    async def _slowloris(self) -> None:
+        while True:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+            async def drip(writer: asyncio.StreamWriter = writer) -> None:
+                with contextlib.suppress(ConnectionError):
+                    for byte in b'{"type":"status","pad":"' + b"x" * 10_000:
+                        writer.write(bytes([byte]))
+                        await asyncio.sleep(0.05)
+
+            dripping = asyncio.create_task(drip())
+            try:
+                async with asyncio.timeout(5):
+                    line = await reader.readline()
+                assert json.loads(line)["code"] == "timeout", line
+                self.slowloris_dropped += 1
+            finally:
+                dripping.cancel()
+                writer.close()
+
+
+async def night(world, chaos: Chaos, *, cycles: int, wait_until, error_trap, attackers=()) -> None:
     service = world.service
     unsubscribe = service.subscribe(chaos.on_event)
     world.add_camera("A", 0.004, reconnect_s=0.02)
@@ -277,7 +431,7 @@ async def test_a_night_of_dithers_with_random_faults(
     poller = asyncio.create_task(poll_status())
     started = time.monotonic()
     try:
-        await run_until_done(world, chaos, poller)
+        await run_until_done(world, chaos, [poller, *attackers], cycles)
     finally:
         chaos.running = False
         service.set_enabled(False)
@@ -307,8 +461,8 @@ async def test_a_night_of_dithers_with_random_faults(
         f"\n{len(records)} cycles in {elapsed:.0f} s; outcomes {dict(outcomes)}; "
         f"faults {dict(chaos.injected)}; {answers} status answers"
     )
-    assert outcomes["settled"] > CYCLES * 0.7
-    assert sum(chaos.injected.values()) > CYCLES / 10
+    assert outcomes["settled"] > cycles * 0.7
+    assert sum(chaos.injected.values()) > cycles / 10
 
     # Every frame accounted for.
     in_ledger = Counter()
@@ -330,7 +484,7 @@ async def test_a_night_of_dithers_with_random_faults(
     # No saved frame exposed during a dither, except where the app failed open.
     windows = [(w.start, w.end) for w in world.sim.dither_windows if w.end is not None]
     clean = [(s, e) for s, e in windows if not chaos.is_tainted(s, e)]
-    assert len(clean) > CYCLES * 0.7
+    assert len(clean) > cycles * 0.7
     smeared = [
         (camera.name, e.seq)
         for camera in world.cameras

@@ -118,3 +118,23 @@ async def test_watch_follows_events(port, app_parts) -> None:
         service.set_setting("ditherevery", 7)
         await watcher
     assert lines == ["setting ditherevery = 7"]
+
+
+@pytest.mark.parametrize("value", ["-inf", "-5", "-0.0"])
+async def test_a_value_that_starts_with_a_dash_is_sent_as_a_value(port, app_parts, value) -> None:
+    # argparse took "-inf" for an unknown option and never asked the app.
+    code, out, err = await run_ctl(port, "set", "maxpixels", value)
+    if value == "-0.0":
+        assert (code, out, err) == (0, "maxpixels = 0\n", "")
+        return
+    assert code == 1
+    assert out == ""
+    assert err == "ditherctl: maxpixels must be a number from 0 to 100\n"
+    assert app_parts[0].settings.maxpixels == 10.0
+
+
+async def test_set_over_the_socket_cannot_change_who_may_connect(port, app_parts) -> None:
+    code, _, err = await run_ctl(port, "set", "controlhost", "0.0.0.0")
+    assert code == 1
+    assert "cannot be changed over it" in err
+    assert app_parts[0].settings.controlhost == "127.0.0.1"

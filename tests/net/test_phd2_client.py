@@ -166,21 +166,27 @@ async def test_dither_refused_while_another_settles(client: Phd2Client) -> None:
     assert (await first).kind is OutcomeKind.SETTLED
 
 
-async def test_dither_deadline_when_frames_stop(client: Phd2Client, sim: Phd2Simulator) -> None:
+async def test_dither_ends_at_settlemax_when_frames_stop(
+    client: Phd2Client, sim: Phd2Simulator
+) -> None:
+    """PHD2 would never report its timeout without frames: the settle judge's own
+    settlemax ends the settle, on time."""
     guider = EventGuider(client)
+    # The deadline alone, not the hung-PHD2 watchdog, which would call the link dead
+    # first (tests/faults/test_phd2_faults.py).
+    client._watchdog.floor_s = client._watchdog.ceiling_s = 60.0
     task = asyncio.create_task(guider.dither(quick(settle_timeout=1)))
     await until(lambda: client.status.settling)
-    sim.stall = True  # no more frames: PHD2 would never report the timeout
-    import ditherapp.net.guider as guider_module
-
-    original = guider_module.MIN_DEADLINE_MARGIN_S
-    guider_module.MIN_DEADLINE_MARGIN_S = 0.5
+    sim.stall = True
     try:
         outcome = await asyncio.wait_for(task, 20)
     finally:
-        guider_module.MIN_DEADLINE_MARGIN_S = original
         sim.stall = False
-    assert outcome.kind is OutcomeKind.TIMED_OUT
+    assert outcome.kind is OutcomeKind.SETTLE_FAILED
+    assert outcome.rule == "timeout"
+    assert outcome.message == "timed-out waiting for guider to settle"
+    assert outcome.settle_s is not None
+    assert 1.0 <= outcome.settle_s < 2.0
 
 
 async def test_dither_lost_when_phd2_dies_mid_settle(
@@ -687,3 +693,41 @@ async def test_an_unanswered_early_preflight_is_the_answer(
     assert outcome.kind is OutcomeKind.REFUSED
     assert "did not answer" in outcome.message
     assert sorted(asked) == sorted(PREFLIGHT), "asked once"
+
+
+async def test_a_settling_answer_overtaken_by_settle_done_is_not_kept(scripted, running) -> None:
+    # The reply to get_settling ("true") and PHD2's SettleDone come in one chunk: the
+    # reader handles both before the asking task runs again, and the stale "true" then
+    # left the client believing PHD2 settled for ever (every dither refused as
+    # "PHD2 is already settling"; found by the soak under a set flood).
+    connected = asyncio.Event()
+
+    async def phd2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(VERSION))
+        await answer_resync(reader, writer)
+        await connected.wait()
+        writer.write(line({"Event": "SettleBegin"}))
+        writer.write(b"[1,2,3]\r\n")  # a line the client cannot read: it asks
+        req = await read_request(reader)
+        assert req["method"] == "get_app_state"
+        writer.write(line({"jsonrpc": "2.0", "result": "Guiding", "id": req["id"]}))
+        req = await read_request(reader)
+        assert req["method"] == "get_settling"
+        writer.write(
+            line({"jsonrpc": "2.0", "result": True, "id": req["id"]})
+            + line({"Event": "SettleDone", "Status": 0, "TotalFrames": 3, "DroppedFrames": 0})
+        )
+        await reader.read()
+
+    port = await scripted(phd2)
+    client = Phd2Client("127.0.0.1", port)
+    done: list[object] = []
+    client.add_event_listener(
+        lambda e: done.append(e) if type(e).__name__ == "SettleDone" else None
+    )
+    running(client)
+    await until(lambda: client.status.connected)
+    connected.set()
+    await until(lambda: bool(done))
+    await until(lambda: not client._background)  # the question is over
+    assert client.status.settling is False

@@ -134,6 +134,8 @@ async def test_a_dither_cycle_from_pause_to_resume(
     assert len(seen.of("settleSample")) == 4
     assert seen.of("ditherEnded")[0][1:] == ("settled", "")
     assert not camera.paused
+    assert not seen.of("ditherRecorded"), "the line waits for the next saved frame's cost"
+    camera.frame()
     await until(lambda: seen.of("ditherRecorded"), what="the ledger record")
     assert seen.of("ditherRecorded")[0][0]["outcome"] == "settled"
 

@@ -68,7 +68,9 @@ async def test_dither_now_runs_a_cycle_the_window_follows(
     rig.guider.finish()
     await until(lambda: window.banner.phase.text() == "IDLE", what="idle again")
     await until(lambda: window.counters.dithers.text() == "1")
-    assert window.settle_view.last.text().startswith("settled in 4 s")
+    camera.frame(exposure_s=1.0)  # the next saved frame completes the dither's cost
+    await until(lambda: window.settle_view.last.text().startswith("settled in 4 s"))
+    assert "of imaging lost" in window.settle_view.cost.text()
     assert window.settle_view.in_range.text() == "no settle in progress"
     assert not camera.paused
 

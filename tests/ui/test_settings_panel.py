@@ -38,6 +38,8 @@ def panel(qtbot: Any, bridge: Any) -> SettingsPanel:
 
 def other_value(spec: SettingSpec, current: Any) -> Any:
     """A valid value different from ``current``."""
+    if spec.name == "settledelay":  # below the rig's settlemax (30 s): the pair must fit
+        return 20 if current != 20 else 5
     match spec.kind:
         case Kind.INT:
             return int(spec.maximum) if current != spec.maximum else int(spec.minimum)
@@ -49,6 +51,8 @@ def other_value(spec: SettingSpec, current: Any) -> Any:
         case Kind.CHOICE:
             return next(c for c in spec.choices if c != current)
         case Kind.TEXT:
+            if "url" in spec.name:
+                return "https://ntfy.sh/my-observatory"
             return "10.0.0.7" if "host" in spec.name else "QHY268M"
     raise AssertionError(spec.kind)
 
@@ -139,6 +143,18 @@ def test_a_refused_value_is_reported_and_the_widget_put_back(
         line.editingFinished.emit()
     assert "phd2host" in failed.args[0]
     assert line.text() == rig.service.settings.phd2host == "127.0.0.1"
+
+
+def test_a_settle_time_beyond_the_settle_timeout_is_explained_and_put_back(
+    qtbot: Any, panel: SettingsPanel, bridge: Any, rig: Any
+) -> None:
+    box = panel.bindings["settledelay"].widget
+    assert isinstance(box, QSpinBox)
+    before = rig.service.settings.settledelay
+    with qtbot.waitSignal(bridge.commandFailed) as failed:
+        box.setValue(600)  # settlemax is 30 s here: every dither would fail
+    assert "can never be met within a settle timeout of 30 s" in failed.args[0]
+    assert box.value() == rig.service.settings.settledelay == before
 
 
 def test_typing_a_number_sends_it_once_on_enter(qtbot: Any, panel: SettingsPanel, rig: Any) -> None:

@@ -54,8 +54,7 @@ async def session(
     settings = DitherSettings(
         ditherevery=1, settledelay=1, settlemax=20, maxpixels=2.0, controlport=free_port
     )
-    for name, value in extra.items():
-        settings = settings.with_value(name, value)
+    settings = settings.with_values(extra)
     options = RuntimeOptions(
         simulate=True,
         sim_cameras=1,

@@ -12,13 +12,16 @@ decides for itself: ``LegacySettleDetector`` is that decision.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from ditherapp.core.errors import LocalProtocolError, RemoteProtocolError
+from ditherapp.core.guiding_stats import ErrorStats
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import Phd2State
+from ditherapp.core.settle_judge import EndRule, SettleCriteria, SettleJudge, SettleMode
 
 
 class Command(IntEnum):
@@ -183,22 +186,28 @@ class SettleUpdate:
 class LegacySettleDetector:
     """Decides when a legacy dither has settled, from polled samples.
 
-    The rule is PHD2's own (``phdcontrol.cpp``), applied to polls instead of frames:
-
-    * a sample is in range when PHD2 is guiding on a locked star (GETSTATUS 3) and the
-      distance is at most ``pixels``; the first in-range sample starts a stopwatch and
-      any other sample (out of range, or LostLock) stops and resets it;
-    * SETTLED once the stopwatch reaches ``time_s`` (at once if ``time_s`` is 0);
-    * otherwise FAILED when ``timeout_s`` has passed since the dither began;
-    * FAILED at once when PHD2 is no longer guiding (neither Guiding nor LostLock: it was
-      stopped, paused or put back to looping), since the settle cannot finish then.
-      LostLock is not a failure: the star may come back before the timeout, as in PHD2.
+    The rule is the one settle judge's (:mod:`ditherapp.core.settle_judge`), fed with
+    polls instead of frames: a poll is in range when PHD2 is guiding on a locked star
+    (GETSTATUS 3) and REQDIST is within ``pixels`` (a capped REQDIST never is); LostLock
+    restarts the run in range; ``timeout_s`` is the hard limit. On top of the judge, a
+    poll that finds PHD2 no longer guiding (neither Guiding nor LostLock: stopped,
+    paused or put back to looping) fails the settle at once, since it cannot finish
+    then. LostLock is not a failure: the star may come back before the timeout, as in
+    PHD2. ``mode`` and ``baseline`` are the judge's (calm mode needs a baseline).
 
     Time comes in as ``now`` (seconds, any monotonic origin). The clock starts at
     ``begin(now)``, or at the first sample if ``begin`` was not called.
     """
 
-    def __init__(self, pixels: float, time_s: float, timeout_s: float) -> None:
+    def __init__(
+        self,
+        pixels: float,
+        time_s: float,
+        timeout_s: float,
+        *,
+        mode: str = SettleMode.PHD2,
+        baseline: ErrorStats | None = None,
+    ) -> None:
         if pixels <= 0 or time_s < 0 or timeout_s <= 0:
             raise LocalProtocolError(
                 f"settle needs pixels > 0, time >= 0, timeout > 0 "
@@ -207,51 +216,64 @@ class LegacySettleDetector:
         self.pixels = pixels
         self.time_s = time_s
         self.timeout_s = timeout_s
+        self.criteria = SettleCriteria(
+            target_px=pixels, time_s=time_s, timeout_s=timeout_s, mode=mode
+        )
+        self.baseline = baseline
         self.started_at: float | None = None
-        self._in_range_since: float | None = None
+        self.judge: SettleJudge | None = None
         self._final: SettleUpdate | None = None
 
     def begin(self, now: float) -> None:
-        if self.started_at is None:
+        if self.judge is None:
             self.started_at = now
+            self.judge = SettleJudge(self.criteria, now, self.baseline)
+
+    @property
+    def rule(self) -> EndRule | None:
+        """Which rule ended the settle, once it has ended."""
+        verdict = self.judge.verdict if self.judge is not None else None
+        if verdict is not None:
+            return verdict.rule
+        return EndRule.FAILED if self._final is not None else None
 
     def feed(self, now: float, status: int, reqdist: int) -> SettleUpdate:
         """Take one poll: the GETSTATUS and REQDIST replies read at ``now``."""
         if self._final is not None:
             raise LocalProtocolError("the settle is already decided")
-        if self.started_at is None:
-            self.started_at = now
+        self.begin(now)
+        judge = self.judge
+        if judge is None:  # pragma: no cover - begin() always makes one
+            raise LocalProtocolError("the settle has no judge")
         state = state_from_status(status)
         distance = reqdist_pixels(reqdist)
-        elapsed = now - self.started_at
+        elapsed = now - judge.started_at
         locked = status == STATUS_GUIDING
 
-        def update(verdict: Verdict, in_range_s: float = 0.0, reason: str = "") -> SettleUpdate:
+        def update(verdict: Verdict, reason: str = "") -> SettleUpdate:
             return SettleUpdate(
                 verdict=verdict,
                 state=state,
                 distance=distance,
-                in_range_s=in_range_s,
+                in_range_s=judge.in_range_s(now),
                 elapsed_s=elapsed,
                 star_locked=locked,
                 reason=reason,
             )
 
         if status not in (STATUS_GUIDING, STATUS_LOST_LOCK):
-            self._in_range_since = None
+            judge.star_lost(now)
             return self._decide(update(Verdict.FAILED, reason=_stopped_reason(state, status)))
-        if locked and reqdist_in_range(reqdist, self.pixels):
-            if self._in_range_since is None:
-                self._in_range_since = now
-            in_range = now - self._in_range_since
-            if in_range >= self.time_s:
-                return self._decide(update(Verdict.SETTLED, in_range))
+        if locked:
+            fed = distance if reqdist < REQDIST_CAP else math.inf
+            verdict = judge.feed(now, fed)
         else:
-            self._in_range_since = None
-            in_range = 0.0
-        if elapsed >= self.timeout_s:
-            return self._decide(update(Verdict.FAILED, in_range, SETTLE_TIMEOUT_REASON))
-        return update(Verdict.WAITING, in_range)
+            verdict = judge.star_lost(now)
+        if verdict is None:
+            return update(Verdict.WAITING)
+        if verdict.settled:
+            return self._decide(update(Verdict.SETTLED))
+        return self._decide(update(Verdict.FAILED, verdict.error or SETTLE_TIMEOUT_REASON))
 
     def _decide(self, result: SettleUpdate) -> SettleUpdate:
         self._final = result
