@@ -8,6 +8,7 @@ default is written once. Names are the seed's socket names (SimpleDither's clien
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import math
 import re
@@ -491,6 +492,15 @@ SEED_NAMES = (
 )
 
 
+def unknown_setting(name: str) -> SettingError:
+    """The refusal of a name that is not a setting, with the names that are (a typo
+    should cost one look, not a trip to the manual)."""
+    names = [spec.name for spec in SPECS]
+    close = difflib.get_close_matches(name.strip().lower(), names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return SettingError(f"unknown setting {name!r}{hint}; the settings are {', '.join(names)}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DitherSettings:
     enabled: bool = True
@@ -522,7 +532,7 @@ class DitherSettings:
 
     def get(self, name: str) -> Any:
         if name not in SPEC_BY_NAME:
-            raise SettingError(f"unknown setting {name!r}")
+            raise unknown_setting(name)
         return getattr(self, name)
 
     def with_value(self, name: str, raw: object) -> DitherSettings:
@@ -538,7 +548,7 @@ class DitherSettings:
                 raise SettingError(f"{name} is read-only")
             spec = SPEC_BY_NAME.get(name)
             if spec is None:
-                raise SettingError(f"unknown setting {name!r}")
+                raise unknown_setting(name)
             parsed[name] = spec.parse(raw)
         new = dataclasses.replace(self, **parsed)
         new.check_combination()

@@ -4,7 +4,10 @@ or follow events, over the control socket."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import socket
 import sys
 import time
@@ -13,6 +16,7 @@ from typing import Any
 
 from ditherapp.core import control as proto
 from ditherapp.core.phd2.rpc import phd2_number
+from ditherapp.core.settings import READ_ONLY, SPECS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,7 +49,10 @@ class ControlClient:
         if self._token and not self._said_hello:
             message = {**message, "token": self._token}
             self._said_hello = True
-        self._sock.sendall(proto.encode(message))
+        try:
+            self._sock.sendall(proto.encode(message))
+        except OSError as exc:  # a BrokenPipeError here is ditherapp's side, not stdout's
+            raise CtlError(f"connection failed: {exc}") from exc
 
     def messages(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -96,11 +103,7 @@ def format_status(s: dict[str, Any]) -> str:
         f"backend: {link}; state {phd2.get('state')}"
         + (" (settling)" if phd2.get("settling") else ""),
         f"dithering  {'enabled' if s.get('enabled') else 'DISABLED'}; phase {s.get('phase')}",
-        (
-            f"dithers    {s.get('dithers')} done, {s.get('failures')} failed; mean settle "
-            f"{s.get('mean_settle_s') if s.get('mean_settle_s') is not None else '-'} s; "
-            f"imaging time lost {s.get('lost_s')} s"
-        ),
+        f"dithers    {format_totals(s)}",
     ]
     settle = s.get("settle")
     if settle:
@@ -131,6 +134,22 @@ def format_status(s: dict[str, Any]) -> str:
             f"saved, {cam.get('frames_to_next')} to the next dither"
         )
     return "\n".join(lines)
+
+
+def _seconds(value: object) -> str:
+    """Seconds as a person reads them: "2.3 s" (a time measured to the microsecond is
+    not more useful for it)."""
+    return f"{value:.1f} s" if isinstance(value, int | float) else "? s"
+
+
+def format_totals(s: dict[str, Any]) -> str:
+    dithers, failures = s.get("dithers") or 0, s.get("failures") or 0
+    if not dithers and not failures:
+        return "no dither yet"
+    text = f"{dithers} done, {failures} failed; "
+    mean = s.get("mean_settle_s")
+    text += "none settled yet" if mean is None else f"mean settle {_seconds(mean)}"
+    return text + f"; imaging time lost {_seconds(s.get('lost_s'))}"
 
 
 def format_guard(guard: dict[str, Any]) -> str:
@@ -226,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="print one setting, or all of them")
     get.add_argument("name", nargs="?")
-    set_ = sub.add_parser("set", help="change a setting (takes effect for the next dither)")
+    set_ = sub.add_parser(
+        "set",
+        help="change a setting (takes effect for the next dither)",
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     set_.add_argument("name")
     # Everything after the name is the value, so "-inf" or "-5" is a value to send (and
     # for the app to judge), never taken for an option.
@@ -324,14 +348,42 @@ def _describe(message: dict[str, Any]) -> str:
             "failed " + ", ".join(bad) if bad else "passed"
         )
     if kind == "dither":
-        record = message.get("record", {})
-        return (
-            f"dither {record.get('cycle')}: {record.get('outcome')} "
-            f"{record.get('message') or ''} settle {record.get('settle_s')} s, "
-            f"lost {record.get('lost_s')} s"
-        )
+        return format_cost(message.get("record", {}))
     fields = {k: v for k, v in message.items() if k not in ("type", "event", "name")}
     return f"phd2 {message.get('name')} {json.dumps(fields)}"
+
+
+def format_cost(record: dict[str, Any]) -> str:
+    """A dither's ledger line as ``watch`` shows it. Its outcome was a notice line the
+    moment it was known; this line comes once the cost is measured (after the next
+    saved frames), so it tells what the notice could not yet, and no more."""
+    parts = []
+    if record.get("settle_s") is not None:
+        parts.append(f"settle {_seconds(record['settle_s'])}")
+    if record.get("lost_s") is not None:
+        parts.append(f"cameras paused {_seconds(record['lost_s'])}")
+    if record.get("lost_imaging_s") is not None:
+        parts.append(f"imaging time lost {_seconds(record['lost_imaging_s'])}")
+    return f"dither {record.get('cycle')} cost: " + (", ".join(parts) or "nothing measured")
+
+
+def settings_epilog() -> str:
+    """The names ``set`` takes, for ``ditherctl set -h``."""
+    remote = [spec for spec in SPECS if spec.remote and spec.name not in READ_ONLY]
+    width = max(len(spec.name) for spec in remote)
+    lines = ["settings (ditherctl get shows their values):"]
+    lines += [f"  {spec.name:<{width}}  {spec.range_text()}" for spec in remote]
+    fixed = ", ".join(spec.name for spec in SPECS if not spec.remote)
+    lines.append(f"not changeable here: {fixed} (the window, the command line or the INI file)")
+    return "\n".join(lines)
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output has gone (``ditherctl status | head -1``): send what is
+    left to nowhere, so that Python's flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,5 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CtlError as exc:
         print(f"ditherctl: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:  # only stdout: the socket's own are CtlErrors
+        _quiet_stdout()
+        return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

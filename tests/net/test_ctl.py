@@ -4,8 +4,10 @@ on error."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import re
 
 import pytest
 
@@ -138,3 +140,111 @@ async def test_set_over_the_socket_cannot_change_who_may_connect(port, app_parts
     assert code == 1
     assert "cannot be changed over it" in err
     assert app_parts[0].settings.controlhost == "127.0.0.1"
+
+
+async def test_status_before_any_dither_says_there_was_none(port) -> None:
+    code, out, _ = await run_ctl(port, "status")
+    assert code == 0
+    (line,) = [x for x in out.splitlines() if x.startswith("dithers")]
+    assert line == "dithers    no dither yet"
+
+
+async def test_an_unknown_setting_is_answered_with_the_names(port) -> None:
+    code, out, err = await run_ctl(port, "set", "ditherEvry", "5")
+    assert code == 1
+    assert out == ""
+    assert err.startswith("ditherctl: unknown setting 'ditherevry' (did you mean ditherevery?)")
+    assert "settletarget, settledelay, settlemax" in err
+    assert err.count("\n") == 1
+
+
+def test_set_help_lists_every_setting_it_can_change(capsys) -> None:
+    from ditherapp.core.settings import SPECS
+
+    with pytest.raises(SystemExit) as exited:
+        ctl.main(["set", "-h"])
+    assert exited.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for spec in SPECS:
+        if spec.remote:
+            assert f"  {spec.name:<16}  {spec.range_text()}" in lines
+    assert any(x.startswith("not changeable here: alerturl, controlhost") for x in lines)
+
+
+class _StopWatchingError(Exception):
+    pass
+
+
+class _Screen(io.StringIO):
+    """What ``watch`` printed; ends the watch once a line containing ``until`` is out."""
+
+    def __init__(self, until: str) -> None:
+        super().__init__()
+        self.until = until
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if self.until in text:
+            raise _StopWatchingError
+        return n
+
+
+async def test_watch_tells_each_outcome_once_with_times_a_person_reads(port, app_parts) -> None:
+    from ditherapp.core.dither import DitherOutcome, OutcomeKind
+    from ditherapp.sim.camera_agent import SimCamera
+
+    service, _, guider = app_parts
+    for name, value in (("ditherevery", 1), ("settledelay", 0), ("settlemax", 5)):
+        service.set_setting(name, value)
+    guider.auto_settle = False
+    screen = _Screen(until=" cost:")
+    args = ctl.build_parser().parse_args(["--port", str(port), "watch"])
+
+    def watch() -> None:
+        with contextlib.suppress(_StopWatchingError):
+            ctl.run(args, screen)
+
+    watcher = asyncio.create_task(asyncio.to_thread(watch))
+    camera = SimCamera(name="ASI2600MM", exposure_s=0.2, port=port, reconnect_s=0.1)
+    exposing = asyncio.create_task(camera.run())
+    try:
+        async with asyncio.timeout(15):
+            while not guider.requests:
+                await asyncio.sleep(0.01)
+            await guider.outcomes.put(
+                DitherOutcome(kind=OutcomeKind.SETTLED, settle_s=2.34259715099995)
+            )
+            await watcher
+    finally:
+        camera.stop()
+        await exposing
+    lines = [x for x in screen.getvalue().splitlines() if "dither 1" in x]
+    assert len(lines) == 2, lines
+    outcome, cost = lines
+    assert outcome.startswith("[info] dither 1")
+    assert cost.startswith("dither 1 cost: settle 2.3 s, cameras paused ")
+    assert "settled" not in cost, "the outcome is told once, by the notice"
+    assert re.search(r"paused \d+\.\d s", cost), cost
+
+
+async def test_a_reader_that_stops_reading_ends_ditherctl_quietly(port) -> None:
+    """``ditherctl status | head -1``: head exits after one line; no traceback follows."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before ditherctl writes a byte
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "ditherapp.net.ctl", "--port", str(port), "status"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 0
