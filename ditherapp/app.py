@@ -17,6 +17,7 @@ import platformdirs
 
 from ditherapp import __version__
 from ditherapp.core.settings import DitherSettings, SettingError
+from ditherapp.hook_script import hook_script_path
 from ditherapp.net.control_server import ControlServerError
 from ditherapp.runtime import Runtime, RuntimeOptions
 
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dithers through PHD2, waits for the settle, and resumes saving.",
     )
     p.add_argument("--version", action="version", version=f"ditherapp {__version__}")
+    p.add_argument(
+        "--hook-path",
+        action="store_true",
+        help="print where the SharpCap hook script is (load it, or a copy, in SharpCap) and exit",
+    )
     p.add_argument(
         "--headless", action="store_true", help="run without a window, log to the console"
     )
@@ -196,8 +202,24 @@ async def run_headless(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_hook_path() -> int:
+    if sys.stdout is None:  # the Windows launcher of a GUI script: no console to print to
+        from ditherapp.ui.hook_dialog import show_alone  # noqa: PLC0415 - Qt only when needed
+
+        return show_alone()
+    try:
+        path = hook_script_path()
+    except FileNotFoundError as exc:
+        print(f"ditherapp: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.hook_path:
+        return print_hook_path()
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-Handler = Callable[[Any, Any], object]
+from ditherapp.hook_script import hook_script_path
 
-HOOK_FILE = "ditherapp_hook.py"
+Handler = Callable[[Any, Any], object]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -386,18 +386,6 @@ class FakeSharpCap:
         if self._type is None:
             raise RuntimeError("no version information")
         return self._type
-
-
-def hook_script_path() -> Path:
-    """The hook script: in the source tree, or where the wheel puts it."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (
-        package.parent / "sharpcap_hook" / HOOK_FILE,
-        package / "_sharpcap_hook" / HOOK_FILE,
-    ):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{HOOK_FILE} is neither in the source tree nor in the package")
 
 
 def run_hook_script(

@@ -34,6 +34,7 @@ from ditherapp import __version__
 from ditherapp.ui.bridge import ServiceBridge
 from ditherapp.ui.diagnostics import DiagnosticsDialog
 from ditherapp.ui.event_log import EventLog
+from ditherapp.ui.hook_dialog import HookDialog
 from ditherapp.ui.plots import GuideGraph, SettleGraph
 from ditherapp.ui.qt_utils import app_icon, signals_blocked
 from ditherapp.ui.settings_panel import SettingsPanel
@@ -228,6 +229,10 @@ class MainWindow(QMainWindow):
         view_menu.addAction(diagnostics)
 
         help_menu = bar.addMenu("&Help")
+        hook = QAction("&SharpCap hook script...", self)
+        hook.setToolTip("Where the hook script is; copy its path, or save a copy for SharpCap")
+        hook.triggered.connect(self.show_hook)
+        help_menu.addAction(hook)
         about = QAction("&About ditherapp", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
@@ -288,6 +293,12 @@ class MainWindow(QMainWindow):
         self.diagnostics.show()
         self.diagnostics.raise_()
         self.diagnostics.activateWindow()
+
+    def show_hook(self) -> HookDialog:
+        dialog = HookDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     def show_refusal(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ditherapp.sim.fake_sharpcap import hook_script_path
+from ditherapp.hook_script import hook_script_path
 
 OLD_VERSIONS = ("2.7", "3.6")
 

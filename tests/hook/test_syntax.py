@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ditherapp.sim.fake_sharpcap import hook_script_path, run_hook_script
+from ditherapp.hook_script import hook_script_path
+from ditherapp.sim.fake_sharpcap import run_hook_script
 
 SCRIPT = hook_script_path()
 
