@@ -27,6 +27,7 @@ from ditherapp.core.settings import DitherSettings
 from ditherapp.runtime import Runtime, RuntimeOptions
 from ditherapp.ui.bridge import ServiceBridge
 from ditherapp.ui.main_window import MainWindow
+from ditherapp.ui.platform_check import platform_problem
 from ditherapp.ui.qt_utils import app_icon
 from ditherapp.ui.settings_store import SettingsStore
 
@@ -124,6 +125,10 @@ def run_window(
 ) -> int:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
+        problem = platform_problem()
+        if problem is not None:  # Qt would abort the process in QApplication()
+            print(problem, file=sys.stderr)  # noqa: T201 - one line, before any window
+            return 2
         app = QApplication(sys.argv[:1])
     app.setApplicationName("ditherapp")
     app.setOrganizationName("ditherapp")
