@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    set_.add_argument("name")
+    set_.add_argument("name", help="the setting (listed below)")
     # Everything after the name is the value, so "-inf" or "-5" is a value to send (and
     # for the app to judge), never taken for an option.
     set_.add_argument("value", nargs=argparse.REMAINDER, help="the new value")

@@ -152,6 +152,19 @@ def test_unknown_names_are_refused_by_name():
         DitherSettings().get("nope")
 
 
+def test_an_unknown_name_is_answered_with_the_names_there_are():
+    with pytest.raises(SettingError) as refused:
+        DitherSettings().with_value("setlemax", 10)
+    text = str(refused.value)
+    assert text.startswith(
+        "unknown setting 'setlemax' (did you mean settlemax?); the settings are "
+    )
+    assert text.split("; the settings are ")[1].split(", ") == [spec.name for spec in SPECS]
+    with pytest.raises(SettingError) as refused:
+        DitherSettings().get("zzz")
+    assert "did you mean" not in str(refused.value)
+
+
 def test_from_mapping_reads_good_values_and_reports_bad_ones_with_the_default_used():
     settings, problems = DitherSettings.from_mapping(
         {
