@@ -963,6 +963,10 @@ class DitherMachine:
         self._set_phase(Phase.RESUMING, now)
         # A dither that never started did not move the mount: the frame in progress is good.
         after_next_frame = cycle.after_next_frame and outcome.kind.moved
+        # Guiding is bad as the dither ends (PHD2 went away, lost the star, stopped): the
+        # frame guard takes the cameras over as they are, paused. A resume first would let
+        # the frame in progress be saved unguided before the guard's pause arrived.
+        to_guard = self._guard_takes_over(now)
         longest = 0.0
         for cid, member in cycle.members.items():
             cam = self.cameras[cid]
@@ -970,7 +974,7 @@ class DitherMachine:
             # boundary too early would save the frame that overlapped the settle.
             exposure = cam.last_exposure_s or UNKNOWN_EXPOSURE_S
             longest = max(longest, exposure)
-            if not cam.connected:
+            if not cam.connected or to_guard:
                 member.resumed_at = member.resumed_at or now
                 continue
             member.resume_id = next(self._ids)
@@ -1100,6 +1104,15 @@ class DitherMachine:
             condition = self.guard.condition()
             if condition is not None and condition.text not in self._hold_reasons:
                 self._hold_reasons.append(condition.text)
+
+    def _guard_takes_over(self, now: float) -> bool:
+        """Whether the guard holds saving the moment the dither in progress ends."""
+        g = self.guider
+        # PHD2 still settling now is the settle of this dither, not someone else's.
+        self.guard.guider(
+            now, connected=g.connected, state=g.state, settling=g.settling, our_dither=True
+        )
+        return self.guard.should_hold() and any(c.connected for c in self.cameras.values())
 
     def _start_hold(self, now: float, actions: list[Action]) -> None:
         condition = self.guard.condition()

@@ -60,6 +60,13 @@ def reference_convert(value: Any, kind: str) -> Any:
     raise AssertionError(f"unsupported kind {kind}")
 
 
+def fits_float(value: int) -> bool:
+    # The largest finite float, rounded as float() rounds: ints up to half an ulp above
+    # it still convert (2**1023 was too strict: 1.79e308 is a float).
+    limit = (2**53 - 1) * 2**971 + 2**970
+    return abs(value) < limit
+
+
 def reference_parse(obj: dict[str, Any]) -> ev.Phd2Event:
     name = obj.get("Event")
     if not isinstance(name, str):
@@ -71,7 +78,7 @@ def reference_parse(obj: dict[str, Any]) -> ev.Phd2Event:
             name=name,
             raw=obj,
             timestamp=float(timestamp)
-            if isinstance(timestamp, float) or (type(timestamp) is int and abs(timestamp) < 2**1023)
+            if isinstance(timestamp, float) or (type(timestamp) is int and fits_float(timestamp))
             else None,
             host=host if isinstance(host, str) else None,
         )

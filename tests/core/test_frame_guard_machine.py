@@ -147,20 +147,23 @@ def test_a_camera_that_joins_while_guarding_is_held_too(guarded, pick):
     assert sorted(r.camera for r in pick(m.SendResume, actions)) == ["cam-1", "cam-2"]
 
 
-def test_phd2_lost_mid_dither_ends_the_cycle_then_the_guard_holds(guarded, pick):
+def test_phd2_lost_mid_dither_hands_the_paused_cameras_to_the_guard(guarded, pick):
     rig = guarded(ditherevery=3, waitfornextframe=False)
     rig.advance_until(m.StartDither)
     rig.settle_started()
     actions = rig.guider(connected=False, state=S.UNKNOWN)
     assert pick(m.CancelDither, actions)
-    # The cycle fails open (the cameras are told to resume), then the guard holds.
-    resume = pick(m.SendResume, actions)
-    hold = pick(m.SendPause, actions)
-    assert resume
-    assert hold
-    assert actions.index(resume[0]) < actions.index(hold[0])
+    # No resume in between: it would let the frame in progress be saved unguided.
+    assert not pick(m.SendResume, actions)
+    assert pick(m.SendPause, actions)
     assert rig.records()[-1].outcome.kind.value == "lost"
     assert rig.phase is m.Phase.GUARDING
+    # PHD2 back and guiding: the guard lets go from the next frame.
+    actions = rig.guider(S.GUIDING)
+    resume = pick(m.SendResume, actions)
+    assert resume
+    assert resume[0].after_next_frame
+    assert rig.phase is m.Phase.IDLE
 
 
 def test_guiding_error_above_guardrms_holds_saving_until_it_is_back(guarded, pick, notes):

@@ -482,7 +482,15 @@ async def night(world, chaos: Chaos, *, cycles: int, wait_until, error_trap, att
         )
 
     # No saved frame exposed during a dither, except where the app failed open.
-    windows = [(w.start, w.end) for w in world.sim.dither_windows if w.end is not None]
+    # The settle's hard limit is the user's: at settlemax the app resumes whatever PHD2
+    # still says (a PHD2 that never settles ends its own window a few ms of latency later,
+    # which at 200x is a whole 5 ms frame). So a window counts up to settlemax.
+    limit = SOAK_SETTINGS["settlemax"] / SCALE
+    windows = [
+        (w.start, min(w.end, w.start + limit))
+        for w in world.sim.dither_windows
+        if w.end is not None
+    ]
     clean = [(s, e) for s, e in windows if not chaos.is_tainted(s, e)]
     assert len(clean) > cycles * 0.7
     smeared = [
