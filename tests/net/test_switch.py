@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ditherapp.core.dither import DitherOutcome, DitherRequest, OutcomeKind
+from ditherapp.core.machine import Phase
 from ditherapp.core.phd2 import events as ev
 from ditherapp.core.phd2.appstate import Phd2State
 from ditherapp.net.listeners import Listeners
@@ -94,8 +95,9 @@ async def test_only_the_backend_in_use_is_heard_and_run() -> None:
     assert not new.running, "cancelling the switch stops the backend"
 
 
+@pytest.mark.parametrize("guard", [False, True])
 async def test_a_dither_under_way_when_the_protocol_changes_resumes_the_cameras(
-    app_parts: Any,
+    app_parts: Any, guard: bool
 ) -> None:
     from ditherapp.core.settings import DitherSettings
     from ditherapp.net.service import DitherService
@@ -103,7 +105,7 @@ async def test_a_dither_under_way_when_the_protocol_changes_resumes_the_cameras(
     _, _, old = app_parts  # tests/net/conftest.py's FakeGuider, guiding
     old.auto_settle = False  # the settle never ends by itself
     switch = GuiderSwitch(old)
-    service = DitherService(settings=DitherSettings(ditherevery=1), guider=switch)
+    service = DitherService(settings=DitherSettings(ditherevery=1, guard=guard), guider=switch)
     service._on_link(switch.status)
     sent: list[dict[str, Any]] = []
 
@@ -119,9 +121,16 @@ async def test_a_dither_under_way_when_the_protocol_changes_resumes_the_cameras(
     new = type(old)()
     new.set_status(connected=False, state=Phd2State.UNKNOWN)
     switch.use(new)
-    assert [m for m in sent if m["type"] == "resume"], "nobody will report this settle's end"
     assert service.machine.last_outcome is not None
     assert service.machine.last_outcome.kind is OutcomeKind.LOST
+    if guard:
+        # The new backend is not connected yet: the frame guard keeps the cameras paused
+        # (no resume in between), and lets go once the new backend guides.
+        assert service.machine.phase is Phase.GUARDING
+        assert not [m for m in sent if m["type"] == "resume"]
+        new.set_status(connected=True, state=Phd2State.GUIDING)
+        await until(lambda: service.machine.phase is Phase.IDLE)
+    assert [m for m in sent if m["type"] == "resume"], "nobody will report this settle's end"
     service.shutdown()
 
 
